@@ -21,7 +21,7 @@ from dripflow.store.database import transaction
 from dripflow.store.workspaces import declared_fields, declared_lists
 
 app = typer.Typer(help="Import and export contacts.", no_args_is_help=True)
-_out = Console()
+_out = Console(soft_wrap=True)  # report lines stay whole when piped or logged
 
 
 @app.command("import")

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from dripflow.cli import contacts, db, workspace
+from dripflow.cli import contacts, db, simulation, workspace
 from dripflow.core.errors import UserError
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(contacts.app, name="contacts")
 workspace.register(app)
+simulation.register(app)
 
 _err = Console(stderr=True)
 
@@ -42,6 +43,7 @@ def main() -> None:
             f"internal error: {type(exc).__name__}: {exc} (set DRIPFLOW_DEBUG=1 for details)",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
         sys.exit(70)
 

@@ -27,7 +27,7 @@ def validate_command(file: FileArgument) -> None:
     try:
         workspace = load_workspace_file(file)
     except WorkspaceInvalid as exc:
-        _report_problems(exc)
+        report_problems(exc)
         raise typer.Exit(1) from None
     typer.echo(
         f"{file}: ok — workspace {workspace.workspace.id!r}, {len(workspace.sequences)} sequences, "
@@ -40,7 +40,7 @@ def apply_command(file: FileArgument, database: DatabaseOption = None) -> None:
     try:
         workspace = load_workspace_file(file)
     except WorkspaceInvalid as exc:
-        _report_problems(exc)
+        report_problems(exc)
         typer.echo("nothing was applied", err=True)
         raise typer.Exit(1) from None
     engine = open_store(database)
@@ -50,7 +50,7 @@ def apply_command(file: FileArgument, database: DatabaseOption = None) -> None:
         typer.echo(line)
 
 
-def _report_problems(exc: WorkspaceInvalid) -> None:
+def report_problems(exc: WorkspaceInvalid) -> None:
     for problem in exc.problems:
         typer.echo(str(problem), err=True)
     count = len(exc.problems)

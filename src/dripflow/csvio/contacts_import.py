@@ -8,6 +8,7 @@ line numbers) or not at all.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Callable, Iterator, Mapping
@@ -167,7 +168,10 @@ def import_contacts(
             io.BufferedReader(_CountingReader(raw, on_bytes)), encoding="utf-8-sig", newline=""
         )
         reader = csv.reader(text)
-        header = next(reader, None)
+        try:
+            header = next(reader, None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise _unreadable(path, 1, exc) from None
         if header is None:
             raise UserError(f"{path} is empty: expected a header row with at least an email column")
         parser = _RowParser(header, fields)
@@ -228,9 +232,28 @@ def _batches(
             if len(batch) >= size:
                 yield batch
                 batch = []
-    except csv.Error as exc:
-        raise UserError(f"{path}:{line}: malformed CSV: {exc}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}:{line}: the file is not UTF-8 text") from None
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise _unreadable(path, line, exc) from None
     if batch:
         yield batch
+
+
+def _unreadable(path: Path, line: int, exc: csv.Error | UnicodeDecodeError) -> UserError:
+    """The error for a file that cannot be read on, naming the line where it goes wrong."""
+    if isinstance(exc, UnicodeDecodeError):
+        # Text is decoded a chunk ahead of the parser, so find the offending line in the bytes.
+        return UserError(f"{path}:{_first_undecodable_line(path)}: the file is not UTF-8 text")
+    return UserError(f"{path}:{line}: malformed CSV: {exc}")
+
+
+def _first_undecodable_line(path: Path) -> int:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    number = 0
+    with path.open("rb") as raw:
+        for line in raw:
+            number += 1
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError:
+                return number
+    return max(number, 1)  # a multi-byte character cut off at the very end

@@ -299,3 +299,188 @@ class SequenceVersion(Base):
 @event.listens_for(Event, "before_delete")
 def _events_are_append_only(_mapper: Mapper[Event], _connection: Any, target: Event) -> None:
     raise TypeError(f"event {target.id} is append-only: events are never updated or deleted")
+
+
+# --------------------------------------------------------------------------------------------------
+# The engine's tables (migration 0002): enrollments, step runs, the outbox, tasks, fulfillment,
+# print jobs and the journal.
+
+ENROLLMENT_STATUSES: tuple[str, ...] = (
+    "draft",
+    "active",
+    "queued",
+    "blocked",
+    "paused",
+    "finished",
+    "completed",
+    "canceled",
+    "excluded",
+    "bounced",
+)
+
+
+class Enrollment(Base):
+    """One contact's passage through one sequence (SPEC §6).
+
+    ``open_key`` is the sequence id while the enrollment is open and NULL once it has closed: the
+    unique constraint on it makes "at most one open enrollment per sequence" (S1) a rule the
+    database enforces, even with several workers. ``next_step`` is the step waiting to fire,
+    ``last_step`` the last one completed (S7: the next step is always the one after it in the
+    sequence's current order), ``base_at`` the moment that step fired (T3), ``step_due_at`` when
+    the waiting step was first due (before any hold moved ``due_at``; it names a date step's
+    occurrence). ``due_at`` is what the scheduler claims by; NULL when nothing is due (finished,
+    blocked, waiting for a task).
+    ``runs`` counts step occurrences: the outbox key of each message is built from it (D3).
+    """
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        _contact_fk(),
+        UniqueConstraint("workspace_id", "contact_id", "open_key"),
+        Index("ix_enrollments_status_due_at", "status", "due_at"),
+        Index("ix_enrollments_workspace_id_sequence_id_status", "workspace_id", "sequence_id", "status"),
+        _sqlite_no_reuse(),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(String)
+    contact_id: Mapped[int] = mapped_column(BigInteger)
+    sequence_id: Mapped[str] = mapped_column(String)
+    open_key: Mapped[str | None] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    reason: Mapped[str | None] = mapped_column(String)
+    next_step: Mapped[str | None] = mapped_column(String)
+    last_step: Mapped[str | None] = mapped_column(String)
+    base_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    step_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    wait_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    mailbox: Mapped[str | None] = mapped_column(String)
+    loops: Mapped[int] = mapped_column(Integer)
+    runs: Mapped[int] = mapped_column(Integer)
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class StepRun(Base):
+    """One occurrence of one step for one enrollment: sent, executed or skipped, with its reason."""
+
+    __tablename__ = "step_runs"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "occurrence"),
+        Index("ix_step_runs_workspace_id_contact_id", "workspace_id", "contact_id"),
+        _sqlite_no_reuse(),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(String)
+    enrollment_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("enrollments.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(BigInteger)
+    sequence_id: Mapped[str] = mapped_column(String)
+    step_id: Mapped[str] = mapped_column(String)
+    occurrence: Mapped[str] = mapped_column(String)
+    outcome: Mapped[str] = mapped_column(String)
+    reason: Mapped[str | None] = mapped_column(String)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Message(Base):
+    """The outbox: one row per message built (SPEC D3: ``key`` is unique per workspace).
+
+    A step occurrence's key is ``enrollment:<id>:<occurrence>``, a broadcast's
+    ``broadcast:<id>:<contact>``, so a retried or crashed run can never queue a second copy.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "key"),
+        Index("ix_messages_workspace_id_contact_id_created_at", "workspace_id", "contact_id", "created_at"),
+        Index("ix_messages_workspace_id_mailbox_created_at", "workspace_id", "mailbox", "created_at"),
+        Index("ix_messages_status", "status"),
+        _sqlite_no_reuse(),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(String, ForeignKey("workspaces.id"))
+    key: Mapped[str] = mapped_column(String)
+    contact_id: Mapped[int] = mapped_column(BigInteger)
+    enrollment_id: Mapped[int | None] = mapped_column(BigInteger)
+    sequence_id: Mapped[str | None] = mapped_column(String)
+    step_id: Mapped[str | None] = mapped_column(String)
+    broadcast_id: Mapped[str | None] = mapped_column(String)
+    channel: Mapped[str] = mapped_column(String)
+    recipient: Mapped[str] = mapped_column(String)
+    sender: Mapped[str | None] = mapped_column(String)
+    mailbox: Mapped[str | None] = mapped_column(String)
+    template: Mapped[str] = mapped_column(String)
+    variant: Mapped[str | None] = mapped_column(String)
+    subject: Mapped[str | None] = mapped_column(String)
+    body_text: Mapped[str] = mapped_column(String)
+    body_html: Mapped[str | None] = mapped_column(String)
+    in_reply_to: Mapped[str | None] = mapped_column(String)
+    message_id: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Task(Base):
+    """A to-do created by a task step (SPEC S8)."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_workspace_id_contact_id", "workspace_id", "contact_id"),
+        _sqlite_no_reuse(),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(String)
+    contact_id: Mapped[int] = mapped_column(BigInteger)
+    enrollment_id: Mapped[int] = mapped_column(BigInteger)
+    sequence_id: Mapped[str] = mapped_column(String)
+    step_id: Mapped[str] = mapped_column(String)
+    title: Mapped[str] = mapped_column(String)
+    assignee: Mapped[str] = mapped_column(String)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Fulfillment(Base):
+    """A contact added to a fulfillment list (S8 ``fulfillment``) or a postcard print job (S8)."""
+
+    __tablename__ = "fulfillments"
+    __table_args__ = (
+        Index("ix_fulfillments_workspace_id_kind_list", "workspace_id", "kind", "list"),
+        _sqlite_no_reuse(),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(String)
+    kind: Mapped[str] = mapped_column(String)
+    list: Mapped[str] = mapped_column(String)
+    contact_id: Mapped[int] = mapped_column(BigInteger)
+    enrollment_id: Mapped[int] = mapped_column(BigInteger)
+    detail: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JournalEntry(Base):
+    """What the engine did and why, in the order it did it: the simulation log (SPEC X3) and the
+    source of ``explain`` (X5). Written by the same code in production and in simulation."""
+
+    __tablename__ = "journal"
+    __table_args__ = (
+        Index("ix_journal_workspace_id_contact_id_id", "workspace_id", "contact_id", "id"),
+        _sqlite_no_reuse(),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(String)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String)
+    contact_id: Mapped[int | None] = mapped_column(BigInteger)
+    data: Mapped[dict[str, Any]] = mapped_column(PortableJSON)

@@ -27,6 +27,12 @@ TABLES = {
     "audit_log",
     "sequences",
     "sequence_versions",
+    "enrollments",
+    "step_runs",
+    "messages",
+    "tasks",
+    "fulfillments",
+    "journal",
 }
 
 
@@ -54,7 +60,7 @@ def test_upgrade_creates_the_schema_from_nothing(empty_db_url: str) -> None:
     assert current_revision(empty_db_url) is None
     assert _tables(empty_db_url) == set()
     upgrade(empty_db_url)
-    assert current_revision(empty_db_url) == head_revision() == "0001"
+    assert current_revision(empty_db_url) == head_revision() == "0002"
     assert _tables(empty_db_url) == TABLES
 
 

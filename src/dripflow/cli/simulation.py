@@ -1,0 +1,59 @@
+"""`dripflow simulate` (SPEC X1–X3)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dripflow.cli.workspace import report_problems
+from dripflow.core.validate import WorkspaceInvalid, load_workspace_file
+from dripflow.simulate import final_state, parse_at, read_events, simulate
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate_command)
+
+
+def simulate_command(
+    file: Annotated[Path, typer.Argument(help="The workspace YAML file (SPEC §2).")],
+    events: Annotated[Path, typer.Option("--events", help="Input events, one JSON object a line (X2).")],
+    until: Annotated[str, typer.Option("--until", help="Stop at this ISO time (UTC with Z).")],
+    start: Annotated[
+        str | None, typer.Option("--start", help="Start here (default: the first event).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the log here instead of stdout.")] = None,
+    state: Annotated[Path | None, typer.Option("--state", help="Write the final state as JSON.")] = None,
+) -> None:
+    """Run the real engine on a virtual clock and print what it did, one JSON object a line (X1)."""
+    try:
+        workspace = load_workspace_file(file)
+    except WorkspaceInvalid as exc:  # X4: simulate refuses an invalid file the same way
+        report_problems(exc)
+        raise typer.Exit(1) from None
+    items = read_events(events)
+    directory = Path(tempfile.mkdtemp(prefix="dripflow-sim-"))
+    try:
+        result = simulate(
+            workspace,
+            items,
+            parse_at(until, "--until"),
+            parse_at(start, "--start") if start is not None else None,
+            events_path=events,
+            database_dir=directory,
+        )
+        text = "".join(line + "\n" for line in result.lines())
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+        else:
+            typer.echo(text, nl=False)
+        if state is not None:
+            state.write_text(json.dumps(final_state(result), indent=2) + "\n", encoding="utf-8")
+        result.engine.dispose()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

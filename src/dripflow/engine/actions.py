@@ -1,0 +1,192 @@
+"""Carrying out actions (SPEC §3) on one contact: automations, rule steps and template links.
+
+A1: an action that changes the contact emits the matching event (which may fire more
+automations); one that changes nothing emits nothing. A2: actions whose effect lives in another
+system record a fact on the contact and queue a signed webhook to the workspace's integration URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from dripflow.core.actions_model import ActionNode as Action
+from dripflow.core.actions_model import (
+    AddTag,
+    CancelCalendar,
+    CancelSubscription,
+    ClearField,
+    GivePoints,
+    GrantMembership,
+    RefundOrder,
+    RegisterWebinar,
+    RemoveTag,
+    RevokeMembership,
+    SetField,
+    SubscribeCalendar,
+    SubscribeList,
+    SubscribeSequence,
+    SubtractPoints,
+    UnregisterWebinar,
+    UnsubscribeList,
+    UnsubscribeSequence,
+    Webhook,
+)
+from dripflow.core.contact_view import ContactView
+from dripflow.engine.context import Ctx
+from dripflow.engine.enrollments import close, enroll, open_enrollments
+from dripflow.engine.triggers import emit
+from dripflow.store.contacts import ContactRepo
+from dripflow.store.tables import Contact, Fact
+
+__all__ = ["apply_action", "record_fact"]
+
+
+def record_fact(ctx: Ctx, contact_id: int, kind: str, key: str | None, detail: dict[str, Any]) -> None:
+    ctx.session.execute(
+        insert(Fact).values(
+            workspace_id=ctx.workspace_id,
+            contact_id=contact_id,
+            kind=kind,
+            key=key,
+            detail=detail,
+            at=ctx.now,
+        )
+    )
+
+
+def apply_action(ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: int) -> bool:
+    """Carry out one action; True when it changed something (and so emitted its event, A1)."""
+    changed, value = _apply(ctx, contact, action, by=by, depth=depth)
+    if changed:
+        ctx.log("action.applied", contact, action=action.kind, value=value, by=by)
+    return changed
+
+
+def _apply(ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: int) -> tuple[bool, Any]:
+    repo = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock)
+    row = ctx.session.get(Contact, contact.id)
+    assert row is not None
+    origin = by
+
+    def fire(event: str, fields: dict[str, Any]) -> None:
+        emit(ctx, event, contact.id, fields, origin=origin, depth=depth + 1)
+
+    match action:
+        case SubscribeList(arg=name):
+            if repo.subscribe(row, name, ctx.now):
+                fire("list.subscribed", {"list": name})
+                return True, name
+        case UnsubscribeList(arg=name):
+            if repo.unsubscribe(row, name, ctx.now):
+                fire("list.unsubscribed", {"list": name})
+                return True, name
+        case AddTag(arg=tag):
+            if repo.add_tag(row, tag, ctx.now):
+                fire("tag.assigned", {"tag": tag})
+                return True, tag
+        case RemoveTag(arg=tag):
+            if repo.remove_tag(row, tag):
+                fire("tag.removed", {"tag": tag})
+                return True, tag
+        case SetField(arg=assignment):
+            if (row.fields or {}).get(assignment.key) != assignment.value:
+                row.fields = {**(row.fields or {}), assignment.key: assignment.value}
+                row.updated_at = ctx.now
+                fire("contact.updated", {"changed": assignment.key})
+                return True, {assignment.key: assignment.value}
+        case ClearField(arg=key):
+            if key in (row.fields or {}):
+                row.fields = {k: v for k, v in row.fields.items() if k != key}
+                row.updated_at = ctx.now
+                fire("contact.updated", {"changed": key})
+                return True, key
+        case SubscribeSequence(arg=sequence_id):
+            return enroll(ctx, contact, sequence_id, by=by) is not None, sequence_id
+        case UnsubscribeSequence(arg=sequence_id):
+            rows = open_enrollments(ctx, contact.id, sequence_id)
+            for enrollment in rows:
+                close(ctx, enrollment, contact, "completed", "marked_complete")
+                fire("sequence.unsubscribed", {"sequence": sequence_id})
+            return bool(rows), sequence_id
+        case GivePoints(arg=points) | SubtractPoints(arg=points):
+            delta = points if isinstance(action, GivePoints) else -points
+            before = row.score
+            row.score = before + delta
+            row.updated_at = ctx.now
+            fire("contact.updated", {"changed": "score"})
+            if delta > 0:
+                fire("score.reached", {"score": row.score, "previous": before})
+            return True, delta
+        case (
+            GrantMembership()
+            | RevokeMembership()
+            | RegisterWebinar()
+            | UnregisterWebinar()
+            | SubscribeCalendar()
+            | CancelCalendar()
+            | RefundOrder()
+            | CancelSubscription()
+            | Webhook()
+        ):
+            return _elsewhere(ctx, contact, action, fire)
+    return False, None
+
+
+_ELSEWHERE_EVENTS: dict[type, str] = {
+    GrantMembership: "membership.granted",
+    RevokeMembership: "membership.revoked",
+    RegisterWebinar: "webinar.registered",
+    UnregisterWebinar: "webinar.unregistered",
+    SubscribeCalendar: "calendar.registered",
+    CancelCalendar: "calendar.canceled",
+    RefundOrder: "product.refunded",
+    CancelSubscription: "subscription.canceled",
+}
+
+
+def _elsewhere(ctx: Ctx, contact: ContactView, action: Action, fire: Any) -> tuple[bool, Any]:
+    """A2: record the change as a fact and queue the integration webhook (delivered by the outbox)."""
+    dumped = action.model_dump(mode="json")[action.kind]
+    integration = ctx.workspace.delivery.integrations
+    url = getattr(integration, "webhook", None) if integration is not None else None
+    if isinstance(action, Webhook):
+        ctx.log("webhook.queued", contact, url=action.arg.url, event=action.kind)
+        return True, dumped
+    event = _ELSEWHERE_EVENTS[type(action)]
+    key, detail = _fact_key(dumped)
+    already = ctx.session.scalar(
+        select(Fact.kind)
+        .where(Fact.workspace_id == ctx.workspace_id, Fact.contact_id == contact.id, Fact.key == key)
+        .order_by(Fact.at.desc(), Fact.id.desc())
+        .limit(1)
+    )
+    if already == event:
+        return False, dumped
+    record_fact(ctx, contact.id, event, key, detail)
+    fire(event, {_MAIN_FIELD.get(event, "key"): key, **detail})
+    if url is not None:
+        ctx.log("webhook.queued", contact, url=url, event=event)
+    return True, dumped
+
+
+_MAIN_FIELD = {
+    "membership.granted": "membership",
+    "membership.revoked": "membership",
+    "webinar.registered": "webinar",
+    "webinar.unregistered": "webinar",
+    "calendar.registered": "calendar",
+    "calendar.canceled": "calendar",
+    "product.refunded": "product",
+    "subscription.canceled": "product",
+}
+
+
+def _fact_key(dumped: Any) -> tuple[str | None, dict[str, Any]]:
+    if isinstance(dumped, str):
+        return dumped, {}
+    if isinstance(dumped, dict):
+        key = dumped.get("membership") or dumped.get("product") or dumped.get("webinar")
+        return (str(key) if key is not None else None), {k: v for k, v in dumped.items() if k != "membership"}
+    return None, {}

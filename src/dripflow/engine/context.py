@@ -1,0 +1,129 @@
+"""One unit of the engine's work on one workspace: the session, the workspace's rules, the clock.
+
+Everything the engine does goes through a :class:`Ctx`: the scheduler, event ingestion and the
+operator commands build one per transaction. The journal written here is both the simulation log
+(SPEC X3) and what ``explain`` tells (X5), so production and simulation record the same story.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from dripflow.core.clock import Clock
+from dripflow.core.contact_view import ContactView
+from dripflow.core.model import Sequence as SequenceDef
+from dripflow.core.model import Workspace as WorkspaceDef
+from dripflow.store.tables import JournalEntry, Sequence, SequenceVersion, Workspace
+
+__all__ = ["Ctx", "Emitted", "Rules", "load_rules"]
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The workspace file and the live definition and status of each sequence."""
+
+    workspace: WorkspaceDef
+    sequences: dict[str, SequenceDef]
+    statuses: dict[str, str]
+
+    def sequence(self, sequence_id: str) -> SequenceDef | None:
+        return self.sequences.get(sequence_id)
+
+
+_RULES_CACHE: dict[tuple[str, str, tuple[tuple[str, int, str], ...]], Rules] = {}
+
+
+def load_rules(session: Session, workspace_id: str) -> Rules:
+    """The workspace's rules, parsed once per applied version (a cache keyed by hashes and versions)."""
+    row = session.get(Workspace, workspace_id)
+    if row is None:
+        raise LookupError(f"no workspace {workspace_id!r}")
+    heads = tuple(
+        session.execute(
+            select(Sequence.id, Sequence.current_version, Sequence.status)
+            .where(Sequence.workspace_id == workspace_id)
+            .order_by(Sequence.id)
+        ).tuples()
+    )
+    key = (workspace_id, row.definition_hash, heads)
+    cached = _RULES_CACHE.get(key)
+    if cached is not None:
+        return cached
+    workspace = WorkspaceDef.model_validate(row.definition)
+    definitions = {
+        sequence_id: definition
+        for sequence_id, definition in session.execute(
+            select(SequenceVersion.sequence_id, SequenceVersion.definition)
+            .join(
+                Sequence,
+                (Sequence.workspace_id == SequenceVersion.workspace_id)
+                & (Sequence.id == SequenceVersion.sequence_id)
+                & (Sequence.current_version == SequenceVersion.version),
+            )
+            .where(SequenceVersion.workspace_id == workspace_id)
+        ).tuples()
+    }
+    sequences = {sid: SequenceDef.model_validate(definition) for sid, definition in definitions.items()}
+    rules = Rules(workspace, sequences, {sid: status for sid, _version, status in heads})
+    if len(_RULES_CACHE) > 64:
+        _RULES_CACHE.clear()
+    _RULES_CACHE[key] = rules
+    return rules
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """An event the engine itself caused (an action's effect, SPEC A1), waiting to fire triggers."""
+
+    type: str
+    contact_id: int
+    fields: dict[str, Any]
+    origin: str
+    depth: int
+
+
+@dataclass
+class Ctx:
+    session: Session
+    workspace_id: str
+    rules: Rules
+    clock: Clock
+    pending: deque[Emitted] = field(default_factory=deque)
+    fired: set[tuple[str, str, int]] = field(default_factory=set)
+    _journal: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    @property
+    def workspace(self) -> WorkspaceDef:
+        return self.rules.workspace
+
+    def log(self, kind: str, contact: ContactView | None, **data: Any) -> None:
+        """Append a journal record (SPEC X3); ``contact`` is written as its email, else its id."""
+        record: dict[str, Any] = {"kind": kind}
+        if contact is not None:
+            record["contact"] = contact.email or str(contact.id)
+        record.update({name: value for name, value in data.items() if value is not None})
+        self._journal.append(
+            {
+                "workspace_id": self.workspace_id,
+                "at": self.now,
+                "kind": kind,
+                "contact_id": contact.id if contact is not None else None,
+                "data": record,
+            }
+        )
+
+    def flush_journal(self) -> None:
+        """Write the buffered journal records in one multi-row INSERT, in the order they were logged."""
+        if self._journal:
+            self.session.execute(insert(JournalEntry), self._journal)
+            self._journal = []

@@ -1,0 +1,271 @@
+"""Entering, leaving and moving enrollments (SPEC S1–S5, S7, S12, S13, T9).
+
+The rules are decided in :mod:`dripflow.core.states` and :mod:`dripflow.core.timing`; this module
+reads what they need from the store and writes what they decide, with a journal record for each.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from dripflow.core.contact_view import OPEN_STATUSES, ContactView
+from dripflow.core.model import Sequence as SequenceDef
+from dripflow.core.states import PriorEnrollment, enrollment_refusal, next_step
+from dripflow.core.steps_model import StepNode
+from dripflow.core.timing import (
+    Delay,
+    StepTiming,
+    TimingContext,
+    date_step_due,
+    field_date_step_due,
+    step_due,
+)
+from dripflow.engine.context import Ctx
+from dripflow.store.tables import Enrollment, StepRun
+from dripflow.store.views import load_views
+
+_TICK = timedelta(microseconds=1)
+# A wait_until step with no timeout waits "forever": this deadline marks it as waiting (S8).
+FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
+
+__all__ = [
+    "FOREVER",
+    "close",
+    "enroll",
+    "open_enrollments",
+    "schedule_next",
+    "timing_context",
+    "timing_of",
+]
+
+
+def timing_context(ctx: Ctx, sequence: SequenceDef, contact: ContactView) -> TimingContext:
+    """The zone and settings a sequence's times are read in (T1): explicit, `contact` or workspace."""
+    settings = ctx.workspace.workspace
+    zone_name = sequence.timezone
+    if zone_name == "workspace":
+        zone_name = settings.timezone
+    elif zone_name == "contact":
+        zone_name = contact.timezone or settings.timezone
+    return TimingContext(
+        zone=ZoneInfo(zone_name),
+        default_send_time=settings.default_send_time,
+        step_slots=settings.step_slots,
+        date_step_grace=settings.date_step_grace,
+    )
+
+
+_WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+
+
+def timing_of(step: StepNode) -> StepTiming:
+    weekdays = frozenset(_WEEKDAYS[str(day)] for day in step.days) if step.days else None
+    after = step.after
+    return StepTiming(
+        after=Delay(days=after.days, hours=after.hours, minutes=after.minutes), at=step.at, weekdays=weekdays
+    )
+
+
+def enroll(ctx: Ctx, contact: ContactView, sequence_id: str, *, by: str) -> Enrollment | None:
+    """Enroll the contact, or record why not (`not_enrolled`, SPEC §6). ``by`` names the cause."""
+    sequence = ctx.rules.sequence(sequence_id)
+    status = ctx.rules.statuses.get(sequence_id, "archived")
+    if sequence is None:
+        ctx.log("not_enrolled", contact, sequence=sequence_id, reason="sequence_archived", by=by)
+        return None
+    prior = [
+        PriorEnrollment(row.sequence_id, row.status, row.closed_at)
+        for row in ctx.session.scalars(
+            select(Enrollment).where(
+                Enrollment.workspace_id == ctx.workspace_id, Enrollment.contact_id == contact.id
+            )
+        )
+    ]
+    refusal = enrollment_refusal(ctx.workspace, sequence, status, contact, prior, ctx.now)
+    if refusal is not None:
+        reason, detail = refusal
+        ctx.log("not_enrolled", contact, sequence=sequence_id, reason=reason, detail=detail, by=by)
+        return None
+    now = ctx.now
+    row = Enrollment(
+        workspace_id=ctx.workspace_id,
+        contact_id=contact.id,
+        sequence_id=sequence_id,
+        open_key=sequence_id,
+        status="draft" if status == "draft" else ("paused" if status == "paused" else "active"),
+        base_at=now,
+        loops=0,
+        runs=0,
+        enrolled_at=now,
+        paused_at=now if status == "paused" else None,
+    )
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.add(row)
+            ctx.session.flush()
+    except IntegrityError:  # another worker enrolled the same contact a moment ago (S1)
+        ctx.log("not_enrolled", contact, sequence=sequence_id, reason="already_enrolled", by=by)
+        return None
+    ctx.log("enrollment.status", contact, sequence=sequence_id, status=row.status, by=by)
+    schedule_next(ctx, row, sequence, contact, base=now, last_step=None)
+    return row
+
+
+def schedule_next(
+    ctx: Ctx,
+    row: Enrollment,
+    sequence: SequenceDef,
+    contact: ContactView,
+    *,
+    base: datetime,
+    last_step: str | None,
+    done: frozenset[str] | None = None,
+) -> None:
+    """Point the enrollment at its next step and its due time, or mark it finished (S7, S13, T3–T8)."""
+    row.last_step = last_step
+    row.base_at = base
+    row.wait_deadline = None
+    if sequence.kind == "date":
+        _schedule_date_step(ctx, row, sequence, contact)
+        return
+    if done is None:
+        # Gotos re-run steps on purpose (S8); otherwise a step already run is never run again (S7).
+        done = frozenset() if row.loops else frozenset(_done_steps(ctx, row))
+    step = next_step(sequence, last_step, done)
+    if step is None:
+        _finish(ctx, row, contact)
+        return
+    row.next_step = step.id
+    row.due_at = row.step_due_at = step_due(timing_of(step), timing_context(ctx, sequence, contact), base)
+    if row.status == "finished":
+        set_status(ctx, row, contact, "active")
+
+
+def _schedule_date_step(ctx: Ctx, row: Enrollment, sequence: SequenceDef, contact: ContactView) -> None:
+    """Date sequences (T7): the earliest step occurrence not yet run; none left means finished."""
+    tctx = timing_context(ctx, sequence, contact)
+    ran = {
+        (step_id, occurrence)
+        for step_id, occurrence in ctx.session.execute(
+            select(StepRun.step_id, StepRun.occurrence).where(StepRun.enrollment_id == row.id)
+        ).tuples()
+    }
+    ran_steps = {step_id for step_id, _ in ran}
+    best: tuple[datetime, int, str] | None = None
+    for index, step in enumerate(sequence.steps):
+        if not step.active or step.on is None:
+            continue
+        due = date_occurrence(step, contact, tctx, row.base_at)
+        if due is None or (not step.annually and step.id in ran_steps):
+            continue
+        while due is not None and step.annually and (step.id, f"{step.id}@{due.date().isoformat()}") in ran:
+            due = date_occurrence(step, contact, tctx, due + tctx.date_step_grace + _TICK)
+        if due is None:
+            continue
+        if best is None or (due, index) < best[:2]:
+            best = (due, index, step.id)
+    if best is None:
+        _finish(ctx, row, contact)
+        return
+    row.next_step = best[2]
+    row.due_at = row.step_due_at = best[0]
+
+
+def date_occurrence(
+    step: StepNode, contact: ContactView, tctx: TimingContext, after: datetime
+) -> datetime | None:
+    """When a dated step next falls (T7); annual ones from ``after`` minus the grace window (T8)."""
+    anchor = step.on
+    if anchor is None:
+        return None
+    if anchor.on_date is not None:
+        if step.annually:
+            return field_date_step_due(anchor.on_date, 0, True, step.at, tctx, after)
+        return date_step_due(anchor.on_date, step.at, tctx)
+    raw = contact.fields.get(anchor.field_key or "")
+    if raw is None:
+        return None
+    try:
+        value = raw if isinstance(raw, date) else date.fromisoformat(str(raw))
+    except ValueError:
+        return None
+    offset = anchor.offset.days if anchor.offset is not None else 0
+    return field_date_step_due(value, offset, step.annually, step.at, tctx, after)
+
+
+def _done_steps(ctx: Ctx, row: Enrollment) -> set[str]:
+    if row.id is None:
+        return set()
+    return set(ctx.session.scalars(select(StepRun.step_id).where(StepRun.enrollment_id == row.id)))
+
+
+def _finish(ctx: Ctx, row: Enrollment, contact: ContactView) -> None:
+    row.next_step = None
+    row.due_at = None
+    if row.finished_at is None or row.status != "finished":
+        row.finished_at = ctx.now
+        set_status(ctx, row, contact, "finished")
+        from dripflow.engine.triggers import emit
+
+        emit(
+            ctx, "sequence.finished", contact.id, {"sequence": row.sequence_id}, origin=f"enrollment:{row.id}"
+        )
+
+
+def set_status(
+    ctx: Ctx, row: Enrollment, contact: ContactView, status: str, reason: str | None = None
+) -> None:
+    """Change an enrollment's status and journal it (SPEC §6); unchanged status and reason log nothing."""
+    if row.status == status and row.reason == reason:
+        return
+    row.status = status
+    row.reason = reason
+    ctx.log("enrollment.status", contact, sequence=row.sequence_id, status=status, reason=reason)
+
+
+def close(ctx: Ctx, row: Enrollment, contact: ContactView, status: str, reason: str) -> None:
+    """Close an open enrollment (completed, canceled, excluded, bounced): it leaves the sequence (S1)."""
+    row.open_key = None
+    row.closed_at = ctx.now
+    row.due_at = None
+    set_status(ctx, row, contact, status, reason)
+
+
+def open_enrollments(ctx: Ctx, contact_id: int, sequence_id: str | None = None) -> list[Enrollment]:
+    stmt = select(Enrollment).where(
+        Enrollment.workspace_id == ctx.workspace_id,
+        Enrollment.contact_id == contact_id,
+        Enrollment.open_key.is_not(None),
+    )
+    if sequence_id is not None:
+        stmt = stmt.where(Enrollment.sequence_id == sequence_id)
+    return list(ctx.session.scalars(stmt.order_by(Enrollment.id)))
+
+
+def refresh_view(ctx: Ctx, contact_id: int) -> ContactView | None:
+    """A fresh view of one contact, after the engine changed it."""
+    ctx.session.flush()
+    return load_views(ctx.session, ctx.workspace_id, [contact_id]).get(contact_id)
+
+
+def mark_due_now(ctx: Ctx, contact_id: int) -> None:
+    """Waiting and blocked enrollments re-check at once after the contact changed (S8, S11)."""
+    ctx.session.execute(
+        update(Enrollment)
+        .where(
+            Enrollment.workspace_id == ctx.workspace_id,
+            Enrollment.contact_id == contact_id,
+            Enrollment.open_key.is_not(None),
+            Enrollment.status.in_(("active", "blocked")),
+            (Enrollment.wait_deadline.is_not(None)) | (Enrollment.status == "blocked"),
+        )
+        .values(due_at=ctx.now)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+assert "finished" in OPEN_STATUSES  # S13: a finished enrollment is still in its sequence

@@ -1,0 +1,435 @@
+"""Events in (SPEC X2): the contact they name is created or updated, the event is recorded once
+(D3), its state change or fact is applied, and the triggers it sets off run (§3).
+
+Operator commands (``admin.*``) arrive in the same form and are handled here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from dripflow.core.contact_view import ContactView
+from dripflow.core.errors import UserError
+from dripflow.core.model import parse_sequence
+from dripflow.core.states import repoint_last_step
+from dripflow.core.timing import appended_step_due, resume_due, step_due
+from dripflow.core.triggers_model import EVENT_TYPES
+from dripflow.core.validate import WorkspaceInvalid
+from dripflow.engine.context import Ctx
+from dripflow.engine.enrollments import (
+    close,
+    enroll,
+    open_enrollments,
+    refresh_view,
+    schedule_next,
+    set_status,
+    timing_context,
+    timing_of,
+)
+from dripflow.engine.messages import latest_message
+from dripflow.engine.triggers import drain, emit
+from dripflow.store.contacts import ContactData, ContactRepo
+from dripflow.store.events import EventLog
+from dripflow.store.tables import (
+    Contact,
+    Enrollment,
+    Fact,
+    LeadStatus,
+    Message,
+    Sequence,
+    SequenceVersion,
+    Task,
+)
+from dripflow.store.workspaces import definition_hash
+
+__all__ = ["ADMIN_TYPES", "IngestError", "ingest"]
+
+ADMIN_TYPES = (
+    "admin.enroll",
+    "admin.unenroll",
+    "admin.sequence.pause",
+    "admin.sequence.resume",
+    "admin.sequence.update",
+    "admin.contact.update",
+    "admin.contact.blacklist",
+    "admin.contact.whitelist",
+    "admin.task.complete",
+)
+_MAIN_FIELDS = (
+    "list", "tag", "form", "page", "sequence", "link", "product", "video", "membership",
+    "webinar", "calendar", "survey", "task",
+)  # fmt: skip
+_STATE_EVENTS = {"list.subscribed", "list.unsubscribed", "tag.assigned", "tag.removed", "unsubscribed"}
+
+
+class IngestError(UserError):
+    """An event that cannot be applied; the message names what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    applied: bool
+    contact_id: int | None
+
+
+def ingest(ctx: Ctx, event: dict[str, Any]) -> Outcome:
+    """Apply one X2 event (its ``at`` is the context clock's now)."""
+    kind = event.get("type")
+    if not isinstance(kind, str) or (kind not in EVENT_TYPES and kind not in ADMIN_TYPES):
+        raise IngestError(f"unknown event type {kind!r}")
+    contact = _contact(ctx, event)
+    fields = {k: v for k, v in event.items() if k not in ("at", "type", "contact", "id")}
+    key = event.get("id")
+    if key is not None:
+        _, inserted = EventLog(ctx.session, ctx.workspace_id).append(
+            kind, fields, contact.id if contact else None, ctx.now, ctx.now, str(key)
+        )
+        if not inserted:
+            return Outcome(False, contact.id if contact else None)
+    if kind.startswith("admin."):
+        _admin(ctx, kind, event, contact)
+    elif contact is not None:
+        _event(ctx, kind, fields, contact)
+    drain(ctx)
+    ctx.session.flush()
+    ctx.flush_journal()
+    return Outcome(True, contact.id if contact else None)
+
+
+def _contact(ctx: Ctx, event: dict[str, Any]) -> ContactView | None:
+    given = event.get("contact")
+    if given is None:
+        if event.get("type", "").startswith("admin.sequence"):
+            return None
+        raise IngestError("the event names no contact")
+    repo = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock)
+    if isinstance(given, str):
+        row = repo.get(given)
+        created = False
+        if row is None:
+            if given.strip().isdigit():
+                raise IngestError(f"no contact {given}")
+            row, created = repo.upsert(ContactData(email=given), at=ctx.now)
+    elif isinstance(given, dict):
+        known = {
+            "email",
+            "phone",
+            "first_name",
+            "last_name",
+            "timezone",
+            "source",
+            "owner",
+            "address",
+            "fields",
+        }
+        unknown = set(given) - known
+        if unknown:
+            raise IngestError(f"unknown contact keys {sorted(unknown)}; expected {sorted(known)}")
+        before = repo.get(given["email"]) if given.get("email") else None
+        before_state = _state(before)
+        row, created = repo.upsert(ContactData(**given), at=ctx.now)
+        if not created and _state(row) != before_state:
+            emit(ctx, "contact.updated", row.id, {"changed": None}, origin="event")
+    else:
+        raise IngestError("contact must be an email or an object with an email")
+    if created:
+        ctx.log("contact.status", refresh_view(ctx, row.id), status=row.lead_status, reason="created")
+        emit(ctx, "contact.created", row.id, {}, origin="event")
+    return refresh_view(ctx, row.id)
+
+
+def _state(row: Contact | None) -> tuple[Any, ...] | None:
+    if row is None:
+        return None
+    return (row.email, row.phone, row.first_name, row.last_name, row.timezone, row.source, row.owner,
+            row.address, dict(row.fields or {}))  # fmt: skip
+
+
+def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView) -> None:
+    repo = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock)
+    row = ctx.session.get(Contact, contact.id)
+    assert row is not None
+    if kind in _STATE_EVENTS:
+        changed = _state_event(ctx, kind, fields, contact, row, repo)
+        if changed:
+            emit(ctx, kind, contact.id, fields, origin="event")
+        return
+    if kind.startswith("email."):
+        fields = _email_fields(ctx, contact, fields)
+    main = next((name for name in _MAIN_FIELDS if name in fields), None)
+    key = None if kind.startswith("email.") or main is None else str(fields[main])
+    detail = {k: v for k, v in fields.items() if k != main or kind.startswith("email.")}
+    ctx.session.add(
+        Fact(
+            workspace_id=ctx.workspace_id,
+            contact_id=contact.id,
+            kind=kind,
+            key=key,
+            detail=detail,
+            at=ctx.now,
+        )
+    )
+    if kind == "email.bounced" and fields.get("kind", "hard") == "hard":
+        _blacklist(ctx, contact, row, "hard_bounce", "bounced", "hard_bounce")
+    elif kind == "email.complained":
+        _blacklist(ctx, contact, row, "complaint", "canceled", "complaint")
+    elif kind == "task.completed":
+        _complete_task(ctx, contact, fields)
+    emit(ctx, kind, contact.id, fields, origin="event")
+
+
+def _state_event(
+    ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView, row: Contact, repo: ContactRepo
+) -> bool:
+    if kind == "list.subscribed":
+        return repo.subscribe(row, _need(fields, "list"), ctx.now)
+    if kind == "list.unsubscribed":
+        return repo.unsubscribe(row, _need(fields, "list"), ctx.now)
+    if kind == "tag.assigned":
+        return repo.add_tag(row, _need(fields, "tag"), ctx.now)
+    if kind == "tag.removed":
+        return repo.remove_tag(row, _need(fields, "tag"))
+    scope = fields.get("scope", "all")
+    if scope == "list":
+        return repo.unsubscribe(row, _need(fields, "list"), ctx.now)
+    if scope == "sequence":
+        rows = open_enrollments(ctx, contact.id, _need(fields, "sequence"))
+        for enrollment in rows:
+            close(ctx, enrollment, contact, "canceled", "unsubscribed")
+        return bool(rows)
+    if row.unsubscribed_at is not None:
+        return False
+    row.unsubscribed_at = ctx.now
+    for enrollment in open_enrollments(ctx, contact.id):  # L3: a global unsubscribe cancels them all
+        close(ctx, enrollment, contact, "canceled", "unsubscribed")
+    return True
+
+
+def _need(fields: dict[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value:
+        raise IngestError(f"the event needs {name!r}")
+    return value
+
+
+def _email_fields(ctx: Ctx, contact: ContactView, fields: dict[str, Any]) -> dict[str, Any]:
+    """X2: `message` may be left out (the contact's latest); add its sequence, step and broadcast."""
+    given = fields.get("message")
+    message: Message | None
+    if given is None:
+        message = latest_message(ctx, contact.id)
+    else:
+        message = ctx.session.scalars(
+            select(Message).where(
+                Message.workspace_id == ctx.workspace_id,
+                (Message.message_id == str(given)) | (Message.key == str(given)),
+            )
+        ).first()
+    if message is None:
+        return fields
+    return {
+        **fields,
+        "message": message.message_id,
+        "sequence": message.sequence_id,
+        "step": message.step_id,
+        "broadcast": message.broadcast_id,
+    }
+
+
+def _blacklist(
+    ctx: Ctx, contact: ContactView, row: Contact, reason: str, status: str, close_reason: str
+) -> None:
+    """L1, L2: blacklisted after a hard bounce or a complaint; open enrollments close."""
+    repo = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock)
+    if repo.set_lead_status(row, "blacklisted", reason, actor="engine", at=ctx.now):
+        ctx.log("contact.status", contact, status="blacklisted", reason=reason)
+    for enrollment in open_enrollments(ctx, contact.id):
+        close(ctx, enrollment, contact, status, close_reason)
+
+
+def _complete_task(ctx: Ctx, contact: ContactView, fields: dict[str, Any]) -> None:
+    stmt = select(Task).where(
+        Task.workspace_id == ctx.workspace_id, Task.contact_id == contact.id, Task.completed_at.is_(None)
+    )
+    if fields.get("task") is not None:
+        stmt = stmt.where(Task.step_id == str(fields["task"]))
+    if fields.get("sequence") is not None:
+        stmt = stmt.where(Task.sequence_id == str(fields["sequence"]))
+    if fields.get("step") is not None:
+        stmt = stmt.where(Task.step_id == str(fields["step"]))
+    for task in ctx.session.scalars(stmt.order_by(Task.id)):
+        task.completed_at = ctx.now
+        enrollment = ctx.session.get(Enrollment, task.enrollment_id)
+        if enrollment is None or enrollment.open_key is None or enrollment.due_at is not None:
+            continue
+        if enrollment.last_step != task.step_id:
+            continue
+        sequence = ctx.rules.sequence(enrollment.sequence_id)
+        if sequence is not None:  # S8: the enrollment waited for this task; it goes on from now
+            schedule_next(ctx, enrollment, sequence, contact, base=ctx.now, last_step=task.step_id)
+
+
+# -- operator commands --------------------------------------------------------------------------
+
+
+def _admin(ctx: Ctx, kind: str, event: dict[str, Any], contact: ContactView | None) -> None:
+    if kind.startswith("admin.sequence."):
+        _sequence_command(ctx, kind, event)
+        return
+    assert contact is not None
+    row = ctx.session.get(Contact, contact.id)
+    assert row is not None
+    if kind == "admin.enroll":
+        enroll(ctx, contact, _need(event, "sequence"), by="admin")
+    elif kind == "admin.unenroll":
+        for enrollment in open_enrollments(ctx, contact.id, _need(event, "sequence")):
+            close(ctx, enrollment, contact, "canceled", "manual")
+    elif kind == "admin.contact.update":
+        emit(ctx, "contact.updated", contact.id, {"changed": None}, origin="admin")
+    elif kind == "admin.contact.blacklist":
+        repo = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock)
+        if repo.set_lead_status(
+            row, "blacklisted", event.get("reason") or "manual", actor="admin", at=ctx.now
+        ):
+            ctx.log("contact.status", contact, status="blacklisted", reason=event.get("reason") or "manual")
+        for enrollment in open_enrollments(ctx, contact.id):
+            close(ctx, enrollment, contact, "canceled", "manual")
+    elif kind == "admin.contact.whitelist":
+        reason = event.get("reason")
+        if not reason:
+            raise IngestError("lifting a blacklisting needs a reason (SPEC L2)")
+        active = bool(refresh_view(ctx, contact.id) and (contact.lists or open_enrollments(ctx, contact.id)))
+        status: LeadStatus = "active" if active else "inactive"
+        repo = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock)
+        if repo.set_lead_status(row, status, reason, actor="admin", at=ctx.now):
+            ctx.log("contact.status", contact, status=status, reason=reason)
+    elif kind == "admin.task.complete":
+        _complete_task(ctx, contact, {"sequence": event.get("sequence"), "step": event.get("step")})
+
+
+def _sequence_command(ctx: Ctx, kind: str, event: dict[str, Any]) -> None:
+    if kind == "admin.sequence.update":
+        definition = event.get("sequence")
+        if not isinstance(definition, dict):
+            raise IngestError("admin.sequence.update needs sequence: <full definition>")
+        update_sequence(ctx, definition)
+        return
+    sequence_id = _need(event, "sequence")
+    head = ctx.session.get(Sequence, (ctx.workspace_id, sequence_id))
+    if head is None:
+        raise IngestError(f"no sequence {sequence_id!r}")
+    if kind == "admin.sequence.pause":
+        head.status = "paused"
+        head.updated_at = ctx.now
+        _refresh_rules(ctx)
+        for enrollment in _open_rows(ctx, sequence_id):
+            if enrollment.status in ("active", "queued", "blocked"):
+                enrollment.paused_at = ctx.now
+                set_status(ctx, enrollment, _view(ctx, enrollment), "paused")
+    else:
+        head.status = "active"
+        head.updated_at = ctx.now
+        _refresh_rules(ctx)
+        sequence = ctx.rules.sequence(sequence_id)
+        assert sequence is not None
+        for enrollment in _open_rows(ctx, sequence_id):
+            if enrollment.status != "paused":
+                continue
+            contact = _view(ctx, enrollment)
+            set_status(ctx, enrollment, contact, "active")
+            step = sequence.step(enrollment.next_step) if enrollment.next_step else None
+            if enrollment.due_at is not None and step is not None:  # S5
+                enrollment.due_at = resume_due(
+                    enrollment.due_at,
+                    enrollment.paused_at or ctx.now,
+                    ctx.now,
+                    sequence.resume,
+                    timing_of(step),
+                    timing_context(ctx, sequence, contact),
+                )
+            enrollment.paused_at = None
+
+
+def _open_rows(ctx: Ctx, sequence_id: str) -> list[Enrollment]:
+    return list(
+        ctx.session.scalars(
+            select(Enrollment)
+            .where(
+                Enrollment.workspace_id == ctx.workspace_id,
+                Enrollment.sequence_id == sequence_id,
+                Enrollment.open_key.is_not(None),
+            )
+            .order_by(Enrollment.id)
+        )
+    )
+
+
+def _view(ctx: Ctx, enrollment: Enrollment) -> ContactView:
+    view = refresh_view(ctx, enrollment.contact_id)
+    assert view is not None
+    return view
+
+
+def _refresh_rules(ctx: Ctx) -> None:
+    from dripflow.engine.context import load_rules
+
+    ctx.session.flush()
+    ctx.rules = load_rules(ctx.session, ctx.workspace_id)
+
+
+def update_sequence(ctx: Ctx, definition: dict[str, Any]) -> None:
+    """A live edit (S7, T9): a new version; contacts inside keep their place by step id."""
+    try:
+        parsed = parse_sequence(definition, ctx.workspace)
+    except WorkspaceInvalid as exc:
+        raise IngestError("; ".join(str(problem) for problem in exc.problems)) from None
+    sequence_id = parsed.id
+    old = ctx.rules.sequence(sequence_id)
+    head = ctx.session.get(Sequence, (ctx.workspace_id, sequence_id))
+    document = parsed.model_dump(mode="json")
+    if head is None:
+        head = Sequence(
+            workspace_id=ctx.workspace_id,
+            id=sequence_id,
+            status=parsed.status,
+            current_version=0,
+            updated_at=ctx.now,
+        )
+        ctx.session.add(head)
+        ctx.session.flush()
+    head.current_version += 1
+    head.status = parsed.status
+    head.updated_at = ctx.now
+    ctx.session.add(
+        SequenceVersion(workspace_id=ctx.workspace_id, sequence_id=sequence_id, version=head.current_version,
+                        definition=document, definition_hash=definition_hash(document), created_at=ctx.now)
+    )  # fmt: skip
+    _refresh_rules(ctx)
+    if old is None or parsed.kind != "step":
+        return
+    old_order = [step.id for step in old.steps]
+    new_order = [step.id for step in parsed.steps]
+    for enrollment in _open_rows(ctx, sequence_id):
+        contact = _view(ctx, enrollment)
+        last = repoint_last_step(old_order, new_order, enrollment.last_step)
+        if enrollment.status == "finished":
+            before = enrollment.due_at
+            schedule_next(ctx, enrollment, parsed, contact, base=enrollment.base_at, last_step=last)
+            step = parsed.step(enrollment.next_step) if enrollment.next_step else None
+            if step is not None and before is None:  # T9: an appended step reaches finished contacts
+                enrollment.due_at = appended_step_due(
+                    timing_of(step), timing_context(ctx, parsed, contact), enrollment.base_at, ctx.now
+                )
+            continue
+        if enrollment.wait_deadline is not None or enrollment.status == "blocked":
+            continue
+        schedule_next(ctx, enrollment, parsed, contact, base=enrollment.base_at, last_step=last)
+        if enrollment.due_at is not None and enrollment.due_at < ctx.now:
+            enrollment.due_at = ctx.now  # S7: timed from when the last step fired; at once if passed
+
+
+_ = (step_due, timedelta, update)

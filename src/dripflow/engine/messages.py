@@ -1,0 +1,103 @@
+"""Putting a built message into the outbox exactly once (SPEC D3), with its signed links (D1, D2).
+
+With no SMTP configured the outbox is the dev inbox (SPEC §10): messages stay there as
+``captured``; a delivery worker takes ``queued`` ones.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from dripflow.core.contact_view import ContactView
+from dripflow.engine.context import Ctx
+from dripflow.store.database import dialect_insert
+from dripflow.store.tables import Enrollment, Message
+from dripflow.tracking.tokens import secret_key, sign
+
+__all__ = ["insert_message", "link_url", "unsubscribe_url"]
+
+
+def _base_url(ctx: Ctx) -> str:
+    return (ctx.workspace.workspace.base_url or "http://localhost:8000").rstrip("/")
+
+
+def unsubscribe_url(ctx: Ctx, key: str, contact_id: int, sequence_id: str | None) -> str:
+    """D1: a sequence email's link leaves that sequence, with a choice to leave everything."""
+    payload = {"c": contact_id, "m": key, "s": sequence_id}
+    return f"{_base_url(ctx)}/t/u/{sign(secret_key(ctx.workspace_id), payload)}"
+
+
+def link_url(ctx: Ctx, key: str, contact_id: int, name: str) -> str:
+    links = ctx.workspace.catalog.links
+    if name not in links:
+        raise KeyError(f"no tracking link named {name!r} in the catalog")
+    payload = {"c": contact_id, "m": key, "l": name}
+    return f"{_base_url(ctx)}/t/c/{sign(secret_key(ctx.workspace_id), payload)}"
+
+
+def insert_message(
+    ctx: Ctx,
+    *,
+    key: str,
+    contact: ContactView,
+    enrollment: Enrollment | None,
+    step_id: str | None,
+    channel: str,
+    recipient: str,
+    sender: str | None,
+    mailbox: str | None,
+    template: str,
+    variant: str | None,
+    subject: str | None,
+    text: str,
+    html: str | None,
+    in_reply_to: str | None,
+    domain: str,
+    broadcast_id: str | None = None,
+) -> bool:
+    """Queue one message under ``key``; False when a message with that key already exists (D3)."""
+    # Deterministic Message-ID: the same run of a simulation gives the same headers (X1).
+    message_id = f"<{key.replace(':', '.')}.{ctx.workspace_id}@{domain}>"
+    stmt = (
+        dialect_insert(ctx.session, Message)
+        .values(
+            workspace_id=ctx.workspace_id,
+            key=key,
+            contact_id=contact.id,
+            enrollment_id=enrollment.id if enrollment is not None else None,
+            sequence_id=enrollment.sequence_id if enrollment is not None else None,
+            step_id=step_id,
+            broadcast_id=broadcast_id,
+            channel=channel,
+            recipient=recipient,
+            sender=sender,
+            mailbox=mailbox,
+            template=template,
+            variant=variant,
+            subject=subject,
+            body_text=text,
+            body_html=html,
+            in_reply_to=in_reply_to,
+            message_id=message_id,
+            status=_initial_status(ctx, channel),
+            created_at=ctx.now,
+        )
+        .on_conflict_do_nothing(index_elements=[Message.workspace_id, Message.key])
+        .returning(Message.id)
+    )
+    return ctx.session.execute(stmt).first() is not None
+
+
+def _initial_status(ctx: Ctx, channel: str) -> str:
+    delivery = ctx.workspace.delivery
+    configured = delivery.smtp is not None if channel == "email" else delivery.sms is not None
+    return "queued" if configured and not getattr(ctx.clock, "virtual", False) else "captured"
+
+
+def latest_message(ctx: Ctx, contact_id: int) -> Message | None:
+    return ctx.session.scalars(
+        select(Message)
+        .where(Message.workspace_id == ctx.workspace_id, Message.contact_id == contact_id)
+        .order_by(Message.id.desc())
+        .limit(1)
+    ).first()

@@ -1,0 +1,74 @@
+"""Finding due enrollments and running them, in batches (issue: the scheduler; SPEC D3).
+
+Due enrollments are claimed by the indexed ``(status, due_at)``; on PostgreSQL with
+``FOR UPDATE SKIP LOCKED`` so that several workers never take the same one. Each batch is one
+transaction: its steps, messages, journal records and the enrollments' new due times commit
+together or not at all, so a crash loses nothing and repeats nothing. The same code runs under
+the wall clock (the worker) and a virtual one (simulate).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Engine, func, select
+
+from dripflow.core.clock import Clock
+from dripflow.engine.context import Ctx, load_rules
+from dripflow.engine.steps import Caps, run_enrollment
+from dripflow.engine.triggers import drain
+from dripflow.store.database import is_postgresql, transaction
+from dripflow.store.tables import Enrollment
+from dripflow.store.views import load_views
+
+__all__ = ["DUE_STATUSES", "next_due", "run_due", "run_once"]
+
+DUE_STATUSES = ("active", "queued", "blocked")
+BATCH_SIZE = 500
+
+
+def run_once(engine: Engine, workspace_id: str, clock: Clock, batch_size: int = BATCH_SIZE) -> int:
+    """Claim and run one batch of due enrollments; returns how many were claimed."""
+    with transaction(engine) as session:
+        ctx = Ctx(session, workspace_id, load_rules(session, workspace_id), clock)
+        return run_due(ctx, batch_size)
+
+
+def run_due(ctx: Ctx, batch_size: int = BATCH_SIZE) -> int:
+    stmt = (
+        select(Enrollment)
+        .where(
+            Enrollment.workspace_id == ctx.workspace_id,
+            Enrollment.status.in_(DUE_STATUSES),
+            Enrollment.due_at <= ctx.now,
+        )
+        .order_by(Enrollment.due_at, Enrollment.id)
+        .limit(batch_size)
+    )
+    if is_postgresql(ctx.session.get_bind().engine):
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list(ctx.session.scalars(stmt))
+    if not rows:
+        return 0
+    views = load_views(ctx.session, ctx.workspace_id, {row.contact_id for row in rows})
+    caps = Caps()
+    for row in rows:
+        contact = views.get(row.contact_id)
+        if contact is None:
+            continue
+        run_enrollment(ctx, row, contact, caps)
+        if ctx.pending:
+            drain(ctx)
+    ctx.session.flush()
+    ctx.flush_journal()
+    return len(rows)
+
+
+def next_due(engine: Engine, workspace_id: str) -> datetime | None:
+    """The earliest moment anything is due: where a virtual clock jumps next (SPEC X1)."""
+    with transaction(engine) as session:
+        return session.scalar(
+            select(func.min(Enrollment.due_at)).where(
+                Enrollment.workspace_id == workspace_id, Enrollment.status.in_(DUE_STATUSES)
+            )
+        )

@@ -1,0 +1,126 @@
+"""What an event sets off: starting rules, automations, stop rules and re-checks (SPEC §3, S4, S12).
+
+Events the engine causes itself (an action's effect, A1) are queued on the context with
+:func:`emit` and handled by :func:`drain` in the order they were caused. A3: an automation runs at
+most once per originating event and contact, and a cascade deeper than :data:`MAX_DEPTH` is cut
+and logged. A4: triggers are forward-only because only events arriving after an automation exists
+ever reach it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dripflow.core.conditions import evaluate, explain_false
+from dripflow.core.contact_view import ContactView
+from dripflow.core.states import matching_exclusion
+from dripflow.core.triggers_model import FormSubmitted, ScoreReached, TriggerNode
+from dripflow.engine.context import Ctx, Emitted
+
+__all__ = ["MAX_DEPTH", "drain", "emit", "trigger_matches"]
+
+MAX_DEPTH = 10
+
+
+def emit(
+    ctx: Ctx, type: str, contact_id: int, fields: dict[str, Any], *, origin: str, depth: int = 0
+) -> None:
+    ctx.pending.append(Emitted(type, contact_id, fields, origin, depth))
+
+
+def trigger_matches(trigger: TriggerNode, event_type: str, fields: dict[str, Any]) -> bool:
+    """A trigger matches an event of its type whose fields equal every filter it gives (SPEC §3)."""
+    if trigger.event != event_type:
+        return False
+    if isinstance(trigger, ScoreReached):
+        # first crossing only: the score went from below the threshold to at or above it
+        if trigger.score is None:
+            return True
+        previous = fields.get("previous")
+        return fields.get("score", 0) >= trigger.score and (previous is None or previous < trigger.score)
+    for name, wanted in trigger.filters().items():
+        if isinstance(trigger, FormSubmitted) and name == "fields":
+            submitted = fields.get("fields") or {}
+            if not isinstance(wanted, dict) or any(submitted.get(k) != v for k, v in wanted.items()):
+                return False
+            continue
+        if fields.get(name) != wanted:
+            return False
+    return True
+
+
+def drain(ctx: Ctx) -> None:
+    """Handle every queued event, including those its handling causes, until none is left."""
+    from dripflow.engine.enrollments import refresh_view
+
+    while ctx.pending:
+        event = ctx.pending.popleft()
+        contact = refresh_view(ctx, event.contact_id)
+        if contact is None:
+            continue
+        _handle(ctx, event, contact)
+
+
+def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
+    from dripflow.engine.actions import apply_action
+    from dripflow.engine.enrollments import enroll, mark_due_now, refresh_view
+
+    if event.depth > MAX_DEPTH:
+        ctx.log("automation.cut", contact, event=event.type, depth=event.depth, reason="cascade depth")
+        return
+    for sequence in ctx.rules.sequences.values():
+        if any(trigger_matches(trigger, event.type, event.fields) for trigger in sequence.start_when):
+            enroll(ctx, contact, sequence.id, by=f"start_when:{event.type}")
+            contact = refresh_view(ctx, contact.id) or contact
+    for automation in ctx.workspace.automations:
+        if not trigger_matches(automation.when, event.type, event.fields):
+            continue
+        once = (automation.id, event.origin, contact.id)
+        if once in ctx.fired:
+            ctx.log("automation.skipped", contact, automation=automation.id, event=event.type, reason="once")
+            continue
+        if automation.if_ is not None and not evaluate(automation.if_, contact, ctx.now):
+            why = explain_false(automation.if_, contact, ctx.now)
+            ctx.log("automation.skipped", contact, automation=automation.id, event=event.type, reason=why)
+            continue
+        ctx.fired.add(once)
+        ctx.log("automation.fired", contact, automation=automation.id, event=event.type)
+        for action in automation.then:
+            apply_action(ctx, contact, action, by=f"automation:{automation.id}", depth=event.depth)
+            contact = refresh_view(ctx, contact.id) or contact
+    _stop_rules(ctx, event, contact)
+    _exclusions(ctx, contact)
+    mark_due_now(ctx, contact.id)
+
+
+def _stop_rules(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
+    """S12: replies, clicks and conditions listed in a sequence's ``stop_on`` complete it."""
+    from dripflow.engine.enrollments import close, open_enrollments
+
+    for row in open_enrollments(ctx, contact.id):
+        sequence = ctx.rules.sequence(row.sequence_id)
+        if sequence is None:
+            continue
+        for rule in sequence.stop_on:
+            if rule == "replied" and event.type == "email.replied":
+                if event.fields.get("sequence") == row.sequence_id:
+                    close(ctx, row, contact, "completed", "replied")
+                    break
+            elif rule == "clicked" and event.type == "link.clicked":
+                if event.fields.get("sequence") == row.sequence_id:
+                    close(ctx, row, contact, "completed", "clicked")
+                    break
+            elif not isinstance(rule, str) and evaluate(rule, contact, ctx.now):
+                close(ctx, row, contact, "completed", "goal")
+                break
+
+
+def _exclusions(ctx: Ctx, contact: ContactView) -> None:
+    """S4: a contact who changes to match an exclusion leaves every open enrollment (canceled)."""
+    from dripflow.engine.enrollments import close, open_enrollments
+
+    name = matching_exclusion(ctx.workspace, contact, ctx.now)
+    if name is None:
+        return
+    for row in open_enrollments(ctx, contact.id):
+        close(ctx, row, contact, "canceled", "excluded")

@@ -1,0 +1,193 @@
+"""``dripflow simulate`` (SPEC X1–X3): the real engine on a virtual clock, messages captured.
+
+The workspace is applied to a temporary SQLite database and the events are fed through the same
+ingestion, automation and scheduler code as production. The clock never ticks: it jumps to the
+next moment something happens (the next input event or the earliest due enrollment), so a year
+of virtual time costs what its steps cost, not what its minutes cost. The log is the engine's
+journal, sorted by time and then by the order the engine wrote it (cause before effect); ids and
+times come from the input only, so the same input gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from dripflow.core.clock import VirtualClock
+from dripflow.core.errors import UserError
+from dripflow.core.model import Workspace as WorkspaceDef
+from dripflow.engine.context import Ctx, load_rules
+from dripflow.engine.ingest import IngestError, ingest
+from dripflow.engine.scheduler import next_due, run_once
+from dripflow.store.database import make_engine, transaction
+from dripflow.store.migrate import upgrade
+from dripflow.store.tables import Contact, Enrollment, JournalEntry
+from dripflow.store.workspaces import apply_workspace
+
+__all__ = ["SimulationResult", "format_at", "parse_at", "read_events", "simulate"]
+
+_MAX_PASSES_AT_ONE_MOMENT = 10_000
+
+
+class _SimClock(VirtualClock):
+    virtual = True
+
+
+def parse_at(text: object, where: str) -> datetime:
+    if not isinstance(text, str):
+        raise UserError(f"{where}: `at` must be an ISO time such as 2026-11-22T13:37:00Z")
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{where}: `at` {text!r} is not an ISO time such as 2026-11-22T13:37:00Z") from None
+    if moment.tzinfo is None:
+        raise UserError(f"{where}: `at` {text!r} has no time zone; end it with Z for UTC")
+    return moment.astimezone(UTC)
+
+
+def format_at(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class InputEvent:
+    line: int
+    at: datetime
+    data: dict[str, Any]
+
+
+def read_events(path: Path) -> list[InputEvent]:
+    """X2 events, one JSON object a line, in time order; problems name FILE:LINE."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    events: list[InputEvent] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: not a JSON object: {exc.msg}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{where}: each line must be a JSON object")
+        at = parse_at(data.get("at"), where)
+        if events and at < events[-1].at:
+            raise UserError(
+                f"{where}: events must be in time order ({format_at(at)} is before the line above)"
+            )
+        events.append(InputEvent(number, at, data))
+    return events
+
+
+@dataclass
+class SimulationResult:
+    log: list[dict[str, Any]]
+    engine: Engine
+    workspace_id: str
+
+    def lines(self) -> Iterator[str]:
+        for record in self.log:
+            yield json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
+
+
+def simulate(
+    workspace: WorkspaceDef,
+    events: list[InputEvent],
+    until: datetime,
+    start: datetime | None = None,
+    events_path: Path | None = None,
+    database_dir: Path | None = None,
+) -> SimulationResult:
+    """Run the engine from ``start`` (default: the first event, else ``until``) to ``until``."""
+    start = start or (events[0].at if events else until)
+    if until < start:
+        raise UserError(f"--until {format_at(until)} is before the start {format_at(start)}")
+    directory = database_dir or Path(tempfile.mkdtemp(prefix="dripflow-sim-"))
+    url = f"sqlite:///{directory / 'simulation.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    clock = _SimClock(start)
+    with transaction(engine) as session:
+        apply_workspace(session, workspace, now=start, actor="simulate")
+    workspace_id = workspace.workspace.id
+    index, passes, last_moment = 0, 0, start
+    source = str(events_path) if events_path is not None else "events"
+    while True:
+        event_at = events[index].at if index < len(events) else None
+        due = next_due(engine, workspace_id)
+        moments = [t for t in (event_at, due) if t is not None and t <= until]
+        if not moments:
+            break
+        moment = max(min(moments), clock.now())
+        passes = passes + 1 if moment == last_moment else 0
+        if passes > _MAX_PASSES_AT_ONE_MOMENT:
+            raise UserError(f"the simulation makes no progress at {format_at(moment)}: a step loops forever")
+        last_moment = moment
+        clock.set(moment)
+        if event_at is not None and event_at <= moment:
+            item = events[index]
+            index += 1
+            try:
+                with transaction(engine) as session:
+                    ctx = Ctx(session, workspace_id, load_rules(session, workspace_id), clock)
+                    ingest(ctx, item.data)
+            except IngestError as exc:
+                raise UserError(f"{source}:{item.line}: {exc}") from None
+            continue
+        run_once(engine, workspace_id, clock)
+    return SimulationResult(_journal(engine, workspace_id), engine, workspace_id)
+
+
+def _journal(engine: Engine, workspace_id: str) -> list[dict[str, Any]]:
+    with transaction(engine) as session:
+        rows = session.execute(
+            select(JournalEntry.at, JournalEntry.data)
+            .where(JournalEntry.workspace_id == workspace_id)
+            .order_by(JournalEntry.at, JournalEntry.id)
+        ).tuples()
+        return [{"at": format_at(at), **data} for at, data in rows]
+
+
+def final_state(result: SimulationResult) -> dict[str, Any]:
+    """``--state``: every contact with its enrollments at the end of the simulation."""
+    with transaction(result.engine) as session:
+        contacts = session.scalars(
+            select(Contact).where(Contact.workspace_id == result.workspace_id).order_by(Contact.id)
+        ).all()
+        enrollments = session.scalars(
+            select(Enrollment).where(Enrollment.workspace_id == result.workspace_id).order_by(Enrollment.id)
+        ).all()
+        by_contact: dict[int, list[dict[str, Any]]] = {}
+        for row in enrollments:
+            by_contact.setdefault(row.contact_id, []).append(
+                {
+                    "sequence": row.sequence_id,
+                    "status": row.status,
+                    "reason": row.reason,
+                    "next_step": row.next_step,
+                    "due_at": format_at(row.due_at) if row.due_at else None,
+                }
+            )
+        return {
+            "contacts": [
+                {
+                    "contact": contact.email or str(contact.id),
+                    "lead_status": contact.lead_status,
+                    "score": contact.score,
+                    "enrollments": by_contact.get(contact.id, []),
+                }
+                for contact in contacts
+            ]
+        }

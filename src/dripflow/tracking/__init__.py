@@ -1,0 +1,1 @@
+"""Signed tokens and the open / click / unsubscribe endpoints (SPEC D2)."""
