@@ -114,7 +114,7 @@ def assert_no_traceback(result: Result) -> None:
 
 @contextmanager
 def store(url: str) -> Iterator[Session]:
-    """A read-only look at what a command left in the database (its own engine, disposed after)."""
+    """A session on ``url`` to read what a command left there (committed at the end; engine disposed)."""
     engine = make_engine(url)
     try:
         with transaction(engine) as session:

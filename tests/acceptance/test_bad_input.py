@@ -53,7 +53,7 @@ def assert_file_problems(result: Result, expected: list[str]) -> None:
     assert result.code == 1, result.output
     assert_no_traceback(result)
     assert result.out == ""
-    assert result.lines("err")[: len(expected)] == expected
+    assert result.lines("err") == expected
 
 
 def test_validate_a_missing_file(tmp_path: Path) -> None:

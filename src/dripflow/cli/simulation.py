@@ -10,13 +10,37 @@ from typing import Annotated
 
 import typer
 
+from dripflow.cli.options import DatabaseOption, WorkspaceOption
+from dripflow.cli.store import open_store, resolve_workspace
 from dripflow.cli.workspace import report_problems
+from dripflow.core.errors import UserError
 from dripflow.core.validate import WorkspaceInvalid, load_workspace_file
+from dripflow.explain import explain_contact
 from dripflow.simulate import final_state, parse_at, read_events, simulate
+from dripflow.store.database import transaction
 
 
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate_command)
+    app.command("explain")(explain_command)
+
+
+def explain_command(
+    contact: Annotated[str, typer.Argument(help="The contact's email or id.")],
+    sequence: Annotated[str | None, typer.Option("--sequence", help="Only this sequence.")] = None,
+    database: DatabaseOption = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Tell in plain sentences what happened to a contact and why, and what happens next (X5)."""
+    engine = open_store(database)
+    workspace_id = resolve_workspace(engine, workspace)
+    with transaction(engine) as session:
+        try:
+            lines = explain_contact(session, workspace_id, contact, sequence)
+        except LookupError as exc:
+            raise UserError(str(exc)) from None
+    for line in lines:
+        typer.echo(line)
 
 
 def simulate_command(
@@ -28,6 +52,9 @@ def simulate_command(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the log here instead of stdout.")] = None,
     state: Annotated[Path | None, typer.Option("--state", help="Write the final state as JSON.")] = None,
+    explain: Annotated[
+        str | None, typer.Option("--explain", help="Tell one contact's story instead of the log (X5).")
+    ] = None,
 ) -> None:
     """Run the real engine on a virtual clock and print what it did, one JSON object a line (X1)."""
     try:
@@ -46,7 +73,15 @@ def simulate_command(
             events_path=events,
             database_dir=directory,
         )
-        text = "".join(line + "\n" for line in result.lines())
+        if explain is not None:
+            with transaction(result.engine) as session:
+                try:
+                    lines = explain_contact(session, result.workspace_id, explain)
+                except LookupError as exc:
+                    raise UserError(str(exc)) from None
+            text = "".join(line + "\n" for line in lines)
+        else:
+            text = "".join(line + "\n" for line in result.lines())
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text, encoding="utf-8")

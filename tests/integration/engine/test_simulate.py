@@ -348,3 +348,39 @@ def test_bad_events_name_the_line(tmp_path: Path, line: str, message: str) -> No
     assert result.returncode != 0
     assert "events.jsonl:2" in result.stderr and message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_X5_explain_tells_why_and_what_next(tmp_path: Path) -> None:
+    (tmp_path / "shop.yaml").write_text(WORKSPACE)
+    events = [
+        {
+            "at": "2026-11-23T14:00:00Z",
+            "type": "admin.enroll",
+            "contact": "bo@example.com",
+            "sequence": "welcome",
+        },
+        {
+            "at": "2026-11-23T15:00:00Z",
+            "type": "admin.enroll",
+            "contact": "bo@example.com",
+            "sequence": "welcome",
+        },
+    ]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(event) + "\n" for event in events))
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "dripflow.cli.main", "simulate", str(tmp_path / "shop.yaml"),
+            "--events", str(tmp_path / "events.jsonl"), "--until", "2026-11-24T00:00:00Z",
+            "--explain", "bo@example.com",
+        ],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1] == "2026-11-23T14:00:00Z  Entered sequence 'welcome' (by admin)."
+    assert "needs contact.first_name" in lines[2] and "retries when the contact is updated" in lines[2]
+    assert "the contact was already in it (S1)" in lines[3]
+    assert (
+        lines[-1]
+        == "Next: 'welcome' waits for the contact to be updated (template_variable:contact.first_name)."
+    )
