@@ -19,7 +19,8 @@ from dripflow.core.clock import Clock
 from dripflow.core.contact_view import ContactView
 from dripflow.core.model import Sequence as SequenceDef
 from dripflow.core.model import Workspace as WorkspaceDef
-from dripflow.store.tables import JournalEntry, Sequence, SequenceVersion, Workspace
+from dripflow.store.tables import JournalEntry, Sequence, Workspace
+from dripflow.store.workspaces import current_versions
 
 __all__ = ["Ctx", "Emitted", "Rules", "load_rules"]
 
@@ -56,20 +57,10 @@ def load_rules(session: Session, workspace_id: str) -> Rules:
     if cached is not None:
         return cached
     workspace = WorkspaceDef.model_validate(row.definition)
-    definitions = {
-        sequence_id: definition
-        for sequence_id, definition in session.execute(
-            select(SequenceVersion.sequence_id, SequenceVersion.definition)
-            .join(
-                Sequence,
-                (Sequence.workspace_id == SequenceVersion.workspace_id)
-                & (Sequence.id == SequenceVersion.sequence_id)
-                & (Sequence.current_version == SequenceVersion.version),
-            )
-            .where(SequenceVersion.workspace_id == workspace_id)
-        ).tuples()
+    sequences = {
+        sid: SequenceDef.model_validate(version.definition)
+        for sid, version in current_versions(session, workspace_id).items()
     }
-    sequences = {sid: SequenceDef.model_validate(definition) for sid, definition in definitions.items()}
     rules = Rules(workspace, sequences, {sid: status for sid, _version, status in heads})
     if len(_RULES_CACHE) > 64:
         _RULES_CACHE.clear()

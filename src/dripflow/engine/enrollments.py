@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dripflow.core.contact_view import OPEN_STATUSES, ContactView
 from dripflow.core.model import Sequence as SequenceDef
+from dripflow.core.modeltypes import WEEKDAYS
 from dripflow.core.states import PriorEnrollment, enrollment_refusal, next_step
 from dripflow.core.steps_model import StepNode
 from dripflow.core.timing import (
@@ -59,11 +60,8 @@ def timing_context(ctx: Ctx, sequence: SequenceDef, contact: ContactView) -> Tim
     )
 
 
-_WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
-
-
 def timing_of(step: StepNode) -> StepTiming:
-    weekdays = frozenset(_WEEKDAYS[str(day)] for day in step.days) if step.days else None
+    weekdays = frozenset(WEEKDAYS.index(day) for day in step.days) if step.days else None
     after = step.after
     return StepTiming(
         after=Delay(days=after.days, hours=after.hours, minutes=after.minutes), at=step.at, weekdays=weekdays

@@ -7,16 +7,15 @@ Operator commands (``admin.*``) arrive in the same form and are handled here too
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from dripflow.core.contact_view import ContactView
 from dripflow.core.errors import UserError
 from dripflow.core.model import parse_sequence
 from dripflow.core.states import repoint_last_step
-from dripflow.core.timing import appended_step_due, resume_due, step_due
+from dripflow.core.timing import appended_step_due, resume_due
 from dripflow.core.triggers_model import EVENT_TYPES
 from dripflow.core.validate import WorkspaceInvalid
 from dripflow.engine.context import Ctx
@@ -430,6 +429,3 @@ def update_sequence(ctx: Ctx, definition: dict[str, Any]) -> None:
         schedule_next(ctx, enrollment, parsed, contact, base=enrollment.base_at, last_step=last)
         if enrollment.due_at is not None and enrollment.due_at < ctx.now:
             enrollment.due_at = ctx.now  # S7: timed from when the last step fired; at once if passed
-
-
-_ = (step_due, timedelta, update)

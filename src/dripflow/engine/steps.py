@@ -19,6 +19,7 @@ from dripflow.core.conditions import evaluate
 from dripflow.core.contact_view import ContactView
 from dripflow.core.model import EmailTemplate, PostcardTemplate, SmsTemplate
 from dripflow.core.model import Sequence as SequenceDef
+from dripflow.core.modeltypes import WEEKDAYS
 from dripflow.core.render import (
     MissingVariable,
     RenderContext,
@@ -38,7 +39,7 @@ from dripflow.core.steps_model import (
     TaskStep,
     WaitUntilStep,
 )
-from dripflow.core.timing import missed_window, next_annual_due, step_due
+from dripflow.core.timing import missed_window, step_due
 from dripflow.core.windows import Window, frequency_cap_next_slot, hold_reason, local_day_bounds, next_open
 from dripflow.engine.context import Ctx
 from dripflow.engine.enrollments import (
@@ -56,7 +57,6 @@ from dripflow.store.tables import Enrollment, Fulfillment, Message, StepRun, Tas
 
 __all__ = ["Caps", "run_enrollment"]
 
-_WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 _MAX_STEPS_PER_PASS = 200
 
 
@@ -254,7 +254,7 @@ def _window(ctx: Ctx, sequence: SequenceDef, contact: ContactView) -> Window | N
     hours = tuple((item.start, time(0, 0) if item.end == time.max else item.end) for item in schedule.hours)
     return Window(
         zone=ZoneInfo(zone_name),
-        days=frozenset(_WEEKDAYS[day] for day in schedule.days),
+        days=frozenset(WEEKDAYS.index(day) for day in schedule.days),
         hours=hours,
         excluded_dates=frozenset(schedule.excluded_dates),
     )
@@ -324,7 +324,6 @@ def _send_email(
     occurrence: str,
     caps: Caps,
 ) -> bool:
-    now = ctx.now
     route = route_mailbox(step, sequence, contact, ctx.workspace)
     if route is None:
         return _block(ctx, row, contact, "render_error")
@@ -415,7 +414,6 @@ def _send_email(
         subject=subject,
         mailbox=mailbox_id,
     )
-    _ = now
     return True
 
 
@@ -593,6 +591,3 @@ def _rule(
                     return contact
     _advance(ctx, row, sequence, contact, step)
     return contact
-
-
-_ = next_annual_due

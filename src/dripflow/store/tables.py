@@ -305,19 +305,6 @@ def _events_are_append_only(_mapper: Mapper[Event], _connection: Any, target: Ev
 # The engine's tables (migration 0002): enrollments, step runs, the outbox, tasks, fulfillment,
 # print jobs and the journal.
 
-ENROLLMENT_STATUSES: tuple[str, ...] = (
-    "draft",
-    "active",
-    "queued",
-    "blocked",
-    "paused",
-    "finished",
-    "completed",
-    "canceled",
-    "excluded",
-    "bounced",
-)
-
 
 class Enrollment(Base):
     """One contact's passage through one sequence (SPEC §6).

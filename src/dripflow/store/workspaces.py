@@ -110,18 +110,9 @@ def _apply_sequences(
     existing = {
         seq.id: seq for seq in session.scalars(select(Sequence).where(Sequence.workspace_id == workspace_id))
     }
-    latest_hash = dict(
-        session.execute(
-            select(SequenceVersion.sequence_id, SequenceVersion.definition_hash)
-            .join(
-                Sequence,
-                (Sequence.workspace_id == SequenceVersion.workspace_id)
-                & (Sequence.id == SequenceVersion.sequence_id)
-                & (Sequence.current_version == SequenceVersion.version),
-            )
-            .where(SequenceVersion.workspace_id == workspace_id)
-        ).all()
-    )
+    latest_hash = {
+        sid: version.definition_hash for sid, version in current_versions(session, workspace_id).items()
+    }
     seen: set[str] = set()
     for definition in definitions:
         sequence_id = str(definition["id"])
@@ -178,6 +169,21 @@ def _add_version(
             created_at=now,
         )
     )
+
+
+def current_versions(session: Session, workspace_id: str) -> dict[str, SequenceVersion]:
+    """The live version of each of the workspace's sequences, by sequence id."""
+    rows = session.scalars(
+        select(SequenceVersion)
+        .join(
+            Sequence,
+            (Sequence.workspace_id == SequenceVersion.workspace_id)
+            & (Sequence.id == SequenceVersion.sequence_id)
+            & (Sequence.current_version == SequenceVersion.version),
+        )
+        .where(SequenceVersion.workspace_id == workspace_id)
+    )
+    return {row.sequence_id: row for row in rows}
 
 
 def sequence_versions(session: Session, workspace_id: str, sequence_id: str) -> list[SequenceVersion]:
