@@ -159,7 +159,7 @@ def explain_contact(
             select(JournalEntry.at, JournalEntry.data)
             .where(JournalEntry.workspace_id == workspace_id, JournalEntry.contact_id == contact.id)
             .order_by(JournalEntry.at, JournalEntry.id)
-        ).tuples()
+        )
     ]
     ahead = upcoming(session, workspace_id, contact.id)
     if sequence is not None:

@@ -109,13 +109,20 @@ def simulate(
     start: datetime | None = None,
     events_path: Path | None = None,
     database_dir: Path | None = None,
+    database_url: str | None = None,
 ) -> SimulationResult:
-    """Run the engine from ``start`` (default: the first event, else ``until``) to ``until``."""
+    """Run the engine from ``start`` (default: the first event, else ``until``) to ``until``.
+
+    By default on a fresh SQLite file; ``database_url`` runs the same loop on any store (the
+    tests use it to drive the scheduler on PostgreSQL).
+    """
     start = start or (events[0].at if events else until)
     if until < start:
         raise UserError(f"--until {format_at(until)} is before the start {format_at(start)}")
-    directory = database_dir or Path(tempfile.mkdtemp(prefix="dripflow-sim-"))
-    url = f"sqlite:///{directory / 'simulation.db'}"
+    if database_url is None:
+        directory = database_dir or Path(tempfile.mkdtemp(prefix="dripflow-sim-"))
+        database_url = f"sqlite:///{directory / 'simulation.db'}"
+    url = database_url
     upgrade(url)
     engine = make_engine(url)
     clock = _SimClock(start)
@@ -156,7 +163,7 @@ def _journal(engine: Engine, workspace_id: str) -> list[dict[str, Any]]:
             select(JournalEntry.at, JournalEntry.data)
             .where(JournalEntry.workspace_id == workspace_id)
             .order_by(JournalEntry.at, JournalEntry.id)
-        ).tuples()
+        )
         return [{"at": format_at(at), **data} for at, data in rows]
 
 

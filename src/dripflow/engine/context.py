@@ -50,7 +50,7 @@ def load_rules(session: Session, workspace_id: str) -> Rules:
             select(Sequence.id, Sequence.current_version, Sequence.status)
             .where(Sequence.workspace_id == workspace_id)
             .order_by(Sequence.id)
-        ).tuples()
+        )
     )
     key = (workspace_id, row.definition_hash, heads)
     cached = _RULES_CACHE.get(key)

@@ -150,7 +150,7 @@ def _schedule_date_step(ctx: Ctx, row: Enrollment, sequence: SequenceDef, contac
         (step_id, occurrence)
         for step_id, occurrence in ctx.session.execute(
             select(StepRun.step_id, StepRun.occurrence).where(StepRun.enrollment_id == row.id)
-        ).tuples()
+        )
     }
     ran_steps = {step_id for step_id, _ in ran}
     best: tuple[datetime, int, str] | None = None
