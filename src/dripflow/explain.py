@@ -50,6 +50,7 @@ class Upcoming:
     reason: str | None
     next_step: str | None
     due_at: datetime | None
+    waiting: bool = False  # a wait_until step is waiting for its condition (S8)
 
 
 def _sentence(record: dict[str, Any]) -> str:
@@ -81,6 +82,10 @@ def _sentence(record: dict[str, Any]) -> str:
         status = record["status"]
         if status == "active" and by:
             return f"Entered sequence '{seq}'{by}."
+        if status == "draft":
+            return f"Entered sequence '{seq}'{by} while it is a draft: nothing runs until it is activated."
+        if status == "paused":
+            return f"'{seq}' is paused: nothing is sent until it resumes (S5)."
         if status == "queued":
             return f"A step of '{seq}' was held: {_HELD.get(reason or '', reason)}."
         if status == "blocked":
@@ -117,7 +122,13 @@ def story(records: Iterable[dict[str, Any]], ahead: Sequence[Upcoming]) -> list[
     """The lines of the explanation: each journal record, then what happens next."""
     lines = [f"{record['at']}  {_sentence(record)}" for record in records]
     for item in ahead:
-        if item.status in ("active", "queued") and item.due_at is not None and item.next_step:
+        if item.status == "active" and item.waiting and item.next_step:
+            latest = (
+                f", or at {item.due_at.strftime('%Y-%m-%dT%H:%M:%SZ')} at the latest" if item.due_at else ""
+            )
+            where = f"Next: '{item.sequence}' waits at step '{item.next_step}'"
+            lines.append(f"{where} until its condition holds{latest} (S8).")
+        elif item.status in ("active", "queued") and item.due_at is not None and item.next_step:
             when = item.due_at.strftime("%Y-%m-%dT%H:%M:%SZ")
             lines.append(f"Next: step '{item.next_step}' of '{item.sequence}' is due at {when}.")
         elif item.status == "finished":
@@ -126,8 +137,12 @@ def story(records: Iterable[dict[str, Any]], ahead: Sequence[Upcoming]) -> list[
             lines.append(f"Next: '{item.sequence}' waits for the contact to be updated ({item.reason}).")
         elif item.status == "paused":
             lines.append(f"Next: '{item.sequence}' is paused; nothing is sent until it resumes (S5).")
+        elif item.status == "draft":
+            lines.append(f"Next: '{item.sequence}' is a draft; nothing is sent until it is activated.")
         elif item.next_step:
-            lines.append(f"Next: '{item.sequence}' waits at step '{item.next_step}' (a task or a condition).")
+            lines.append(
+                f"Next: '{item.sequence}' waits until the task of step '{item.next_step}' is completed (S8)."
+            )
     if not ahead:
         lines.append("Next: the contact is in no sequence; nothing is scheduled.")
     return lines
@@ -143,7 +158,10 @@ def upcoming(session: Session, workspace_id: str, contact_id: int) -> list[Upcom
         )
         .order_by(Enrollment.id)
     )
-    return [Upcoming(r.sequence_id, r.status, r.reason, r.next_step, r.due_at) for r in rows]
+    return [
+        Upcoming(r.sequence_id, r.status, r.reason, r.next_step, r.due_at, r.wait_deadline is not None)
+        for r in rows
+    ]
 
 
 def explain_contact(

@@ -14,7 +14,7 @@ import json
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from dripflow.core.clock import VirtualClock
 from dripflow.core.errors import UserError
 from dripflow.core.model import Workspace as WorkspaceDef
 from dripflow.engine.context import Ctx, load_rules
+from dripflow.engine.eventfile import InputEvent, format_at, parse_at, read_events
 from dripflow.engine.ingest import IngestError, ingest
 from dripflow.engine.scheduler import next_due, run_once
 from dripflow.store.database import make_engine, transaction
@@ -31,64 +32,21 @@ from dripflow.store.migrate import upgrade
 from dripflow.store.tables import Contact, Enrollment, JournalEntry
 from dripflow.store.workspaces import apply_workspace
 
-__all__ = ["SimulationResult", "format_at", "parse_at", "read_events", "simulate"]
+__all__ = [
+    "InputEvent",
+    "SimulationResult",
+    "final_state",
+    "format_at",
+    "parse_at",
+    "read_events",
+    "simulate",
+]
 
 _MAX_PASSES_AT_ONE_MOMENT = 10_000
 
 
 class _SimClock(VirtualClock):
     virtual = True
-
-
-def parse_at(text: object, where: str) -> datetime:
-    if not isinstance(text, str):
-        raise UserError(f"{where}: `at` must be an ISO time such as 2026-11-22T13:37:00Z")
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UserError(f"{where}: `at` {text!r} is not an ISO time such as 2026-11-22T13:37:00Z") from None
-    if moment.tzinfo is None:
-        raise UserError(f"{where}: `at` {text!r} has no time zone; end it with Z for UTC")
-    return moment.astimezone(UTC)
-
-
-def format_at(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True)
-class InputEvent:
-    line: int
-    at: datetime
-    data: dict[str, Any]
-
-
-def read_events(path: Path) -> list[InputEvent]:
-    """X2 events, one JSON object a line, in time order; problems name FILE:LINE."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    events: list[InputEvent] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: not a JSON object: {exc.msg}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{where}: each line must be a JSON object")
-        at = parse_at(data.get("at"), where)
-        if events and at < events[-1].at:
-            raise UserError(
-                f"{where}: events must be in time order ({format_at(at)} is before the line above)"
-            )
-        events.append(InputEvent(number, at, data))
-    return events
 
 
 @dataclass

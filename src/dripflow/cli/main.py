@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from dripflow.cli import contacts, db, simulation, workspace
+from dripflow.cli import contacts, db, events, simulation, worker, workspace
 from dripflow.core.errors import UserError
 
 app = typer.Typer(
@@ -20,8 +20,10 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(contacts.app, name="contacts")
+app.add_typer(events.app, name="events")
 workspace.register(app)
 simulation.register(app)
+worker.register(app)
 
 _err = Console(stderr=True)
 

@@ -109,7 +109,7 @@ def enrollment_refusal(
         if isinstance(policy, timedelta):
             last_close = max((item.closed_at for item in mine if item.closed_at is not None), default=None)
             if last_close is not None and now - last_close < policy:
-                return "cooldown", f"until {(last_close + policy).isoformat()}"
+                return "cooldown", f"until {(last_close + policy).strftime('%Y-%m-%dT%H:%M:%SZ')}"
     if workspace.ruleset.multi_sequence == "deny":
         others = [item for item in prior if item.sequence != sequence.id and item.status in _UNFINISHED]
         if others:

@@ -58,9 +58,10 @@ def record_fact(ctx: Ctx, contact_id: int, kind: str, key: str | None, detail: d
 
 def apply_action(ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: int) -> bool:
     """Carry out one action; True when it changed something (and so emitted its event, A1)."""
+    mark = ctx.journal_mark()
     changed, value = _apply(ctx, contact, action, by=by, depth=depth)
-    if changed:
-        ctx.log("action.applied", contact, action=action.kind, value=value, by=by)
+    if changed:  # X3: the cause is written before the effects it had (enrollments, statuses)
+        ctx.log("action.applied", contact, action=action.kind, value=value, by=by, at_mark=mark)
     return changed
 
 
@@ -107,7 +108,9 @@ def _apply(ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: in
         case UnsubscribeSequence(arg=sequence_id):
             rows = open_enrollments(ctx, contact.id, sequence_id)
             for enrollment in rows:
-                close(ctx, enrollment, contact, "completed", "marked_complete")
+                # S13 and the §6 table: the action closes it as completed, reason unsubscribed (the
+                # contact's own unsubscribe from a sequence is canceled/unsubscribed, S12).
+                close(ctx, enrollment, contact, "completed", "unsubscribed")
                 fire("sequence.unsubscribed", {"sequence": sequence_id})
             return bool(rows), sequence_id
         case GivePoints(arg=points) | SubtractPoints(arg=points):

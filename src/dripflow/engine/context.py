@@ -10,16 +10,19 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from dripflow.core.clock import Clock
+from dripflow.core.conditions_model import ConditionNode, walk
 from dripflow.core.contact_view import ContactView
 from dripflow.core.model import Sequence as SequenceDef
 from dripflow.core.model import Workspace as WorkspaceDef
-from dripflow.store.tables import JournalEntry, Sequence, Workspace
+from dripflow.core.steps_model import WaitUntilStep
+from dripflow.store.tables import JournalEntry, Sequence, SequenceVersion, Workspace
 from dripflow.store.workspaces import current_versions
 
 __all__ = ["Ctx", "Emitted", "Rules", "load_rules"]
@@ -36,8 +39,30 @@ class Rules:
     def sequence(self, sequence_id: str) -> SequenceDef | None:
         return self.sequences.get(sequence_id)
 
+    @cached_property
+    def listened(self) -> frozenset[str]:
+        """Event types some sequence's ``start_when`` or some automation's ``when`` names."""
+        types = {trigger.event for sequence in self.sequences.values() for trigger in sequence.start_when}
+        types.update(automation.when.event for automation in self.workspace.automations)
+        return frozenset(types)
 
-_RULES_CACHE: dict[tuple[str, str, tuple[tuple[str, int, str], ...]], Rules] = {}
+    @cached_property
+    def watches_sequences(self) -> bool:
+        """Whether an exclusion, stop rule or wait reads sequence progress (in_sequence and kin).
+
+        When none does, the engine's own step and finish events change nothing a rule can see.
+        """
+        conditions: list[ConditionNode] = [item.if_ for item in self.workspace.ruleset.exclusions]
+        for sequence in self.sequences.values():
+            conditions.extend(rule for rule in sequence.stop_on if not isinstance(rule, str))
+            conditions.extend(step.until for step in sequence.steps if isinstance(step, WaitUntilStep))
+        return any(node.kind in _SEQUENCE_CONDITIONS for condition in conditions for node in walk(condition))
+
+
+_SEQUENCE_CONDITIONS = frozenset({"in_sequence", "finished_sequence", "reached_step"})
+
+
+_RULES_CACHE: dict[tuple[str, str, tuple[tuple[str, int, str, str], ...]], Rules] = {}
 
 
 def load_rules(session: Session, workspace_id: str) -> Rules:
@@ -45,9 +70,17 @@ def load_rules(session: Session, workspace_id: str) -> Rules:
     row = session.get(Workspace, workspace_id)
     if row is None:
         raise LookupError(f"no workspace {workspace_id!r}")
+    # Keyed by content (each live version's hash), not by version numbers alone: two stores, or a
+    # rolled-back edit, can give the same version number to different definitions.
     heads = tuple(
         session.execute(
-            select(Sequence.id, Sequence.current_version, Sequence.status)
+            select(Sequence.id, Sequence.current_version, Sequence.status, SequenceVersion.definition_hash)
+            .join(
+                SequenceVersion,
+                (SequenceVersion.workspace_id == Sequence.workspace_id)
+                & (SequenceVersion.sequence_id == Sequence.id)
+                & (SequenceVersion.version == Sequence.current_version),
+            )
             .where(Sequence.workspace_id == workspace_id)
             .order_by(Sequence.id)
         )
@@ -61,7 +94,7 @@ def load_rules(session: Session, workspace_id: str) -> Rules:
         sid: SequenceDef.model_validate(version.definition)
         for sid, version in current_versions(session, workspace_id).items()
     }
-    rules = Rules(workspace, sequences, {sid: status for sid, _version, status in heads})
+    rules = Rules(workspace, sequences, {sid: status for sid, _version, status, _hash in heads})
     if len(_RULES_CACHE) > 64:
         _RULES_CACHE.clear()
     _RULES_CACHE[key] = rules
@@ -87,6 +120,9 @@ class Ctx:
     clock: Clock
     pending: deque[Emitted] = field(default_factory=deque)
     fired: set[tuple[str, str, int]] = field(default_factory=set)
+    # (step id, occurrence) already run, per enrollment id: loaded in bulk for a claimed batch and
+    # kept current as steps run, so scheduling the next step costs no query (see enrollments.ran).
+    step_runs: dict[int, set[tuple[str, str]]] = field(default_factory=dict)
     _journal: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -97,20 +133,29 @@ class Ctx:
     def workspace(self) -> WorkspaceDef:
         return self.rules.workspace
 
-    def log(self, kind: str, contact: ContactView | None, **data: Any) -> None:
-        """Append a journal record (SPEC X3); ``contact`` is written as its email, else its id."""
+    def journal_mark(self) -> int:
+        """Where the next record goes: pass it to :meth:`log` as ``at_mark`` to put a record there."""
+        return len(self._journal)
+
+    def log(self, kind: str, contact: ContactView | None, *, at_mark: int | None = None, **data: Any) -> None:
+        """Append a journal record (SPEC X3); ``contact`` is written as its email, else its id.
+
+        ``at_mark`` (from :meth:`journal_mark`) inserts it before the records written since, so a
+        cause known only after its effects still comes first in the log.
+        """
         record: dict[str, Any] = {"kind": kind}
         if contact is not None:
             record["contact"] = contact.email or str(contact.id)
         record.update({name: value for name, value in data.items() if value is not None})
-        self._journal.append(
+        self._journal.insert(
+            len(self._journal) if at_mark is None else min(at_mark, len(self._journal)),
             {
                 "workspace_id": self.workspace_id,
                 "at": self.now,
                 "kind": kind,
                 "contact_id": contact.id if contact is not None else None,
                 "data": record,
-            }
+            },
         )
 
     def flush_journal(self) -> None:

@@ -26,7 +26,8 @@ from dripflow.core.timing import (
     step_due,
 )
 from dripflow.engine.context import Ctx
-from dripflow.store.tables import Enrollment, StepRun
+from dripflow.store.contacts import ContactRepo
+from dripflow.store.tables import Contact, Enrollment, StepRun
 from dripflow.store.views import load_views
 
 _TICK = timedelta(microseconds=1)
@@ -37,8 +38,12 @@ __all__ = [
     "FOREVER",
     "close",
     "enroll",
+    "note_step_run",
     "open_enrollments",
+    "preload_step_runs",
+    "ran_steps",
     "schedule_next",
+    "sync_lead_status",
     "timing_context",
     "timing_of",
 ]
@@ -109,6 +114,8 @@ def enroll(ctx: Ctx, contact: ContactView, sequence_id: str, *, by: str) -> Enro
         ctx.log("not_enrolled", contact, sequence=sequence_id, reason="already_enrolled", by=by)
         return None
     ctx.log("enrollment.status", contact, sequence=sequence_id, status=row.status, by=by)
+    if contact.lead_status == "inactive":
+        sync_lead_status(ctx, contact)
     schedule_next(ctx, row, sequence, contact, base=now, last_step=None)
     return row
 
@@ -146,19 +153,14 @@ def schedule_next(
 def _schedule_date_step(ctx: Ctx, row: Enrollment, sequence: SequenceDef, contact: ContactView) -> None:
     """Date sequences (T7): the earliest step occurrence not yet run; none left means finished."""
     tctx = timing_context(ctx, sequence, contact)
-    ran = {
-        (step_id, occurrence)
-        for step_id, occurrence in ctx.session.execute(
-            select(StepRun.step_id, StepRun.occurrence).where(StepRun.enrollment_id == row.id)
-        )
-    }
-    ran_steps = {step_id for step_id, _ in ran}
+    ran = ran_steps(ctx, row)
+    ran_ids = {step_id for step_id, _ in ran}
     best: tuple[datetime, int, str] | None = None
     for index, step in enumerate(sequence.steps):
         if not step.active or step.on is None:
             continue
         due = date_occurrence(step, contact, tctx, row.base_at)
-        if due is None or (not step.annually and step.id in ran_steps):
+        if due is None or (not step.annually and step.id in ran_ids):
             continue
         while due is not None and step.annually and (step.id, f"{step.id}@{due.date().isoformat()}") in ran:
             due = date_occurrence(step, contact, tctx, due + tctx.date_step_grace + _TICK)
@@ -196,9 +198,39 @@ def date_occurrence(
 
 
 def _done_steps(ctx: Ctx, row: Enrollment) -> set[str]:
+    return {step_id for step_id, _occurrence in ran_steps(ctx, row)}
+
+
+def ran_steps(ctx: Ctx, row: Enrollment) -> set[tuple[str, str]]:
+    """The (step, occurrence) pairs this enrollment has run: from the batch cache, else one query."""
     if row.id is None:
         return set()
-    return set(ctx.session.scalars(select(StepRun.step_id).where(StepRun.enrollment_id == row.id)))
+    cached = ctx.step_runs.get(row.id)
+    if cached is None:
+        preload_step_runs(ctx, [row.id])
+        cached = ctx.step_runs[row.id]
+    return cached
+
+
+def preload_step_runs(ctx: Ctx, enrollment_ids: list[int]) -> None:
+    """Load the step runs of a whole claimed batch in one query (no round trip per step)."""
+    for enrollment_id in enrollment_ids:
+        ctx.step_runs.setdefault(enrollment_id, set())
+    if not enrollment_ids:
+        return
+    rows = ctx.session.execute(
+        select(StepRun.enrollment_id, StepRun.step_id, StepRun.occurrence).where(
+            StepRun.enrollment_id.in_(enrollment_ids)
+        )
+    )
+    for enrollment_id, step_id, occurrence in rows:
+        ctx.step_runs[enrollment_id].add((step_id, occurrence))
+
+
+def note_step_run(ctx: Ctx, row: Enrollment, step_id: str, occurrence: str) -> None:
+    """Keep the batch cache current when a step run is written."""
+    if row.id is not None and row.id in ctx.step_runs:
+        ctx.step_runs[row.id].add((step_id, occurrence))
 
 
 def _finish(ctx: Ctx, row: Enrollment, contact: ContactView) -> None:
@@ -231,6 +263,17 @@ def close(ctx: Ctx, row: Enrollment, contact: ContactView, status: str, reason: 
     row.closed_at = ctx.now
     row.due_at = None
     set_status(ctx, row, contact, status, reason)
+    sync_lead_status(ctx, contact)
+
+
+def sync_lead_status(ctx: Ctx, contact: ContactView) -> None:
+    """L1 after the contact's lists or enrollments changed; the change is journaled."""
+    row = ctx.session.get(Contact, contact.id)
+    if row is None:
+        return
+    status = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock).derive_lead_status(row, ctx.now)
+    if status is not None:
+        ctx.log("contact.status", contact, status=status)
 
 
 def open_enrollments(ctx: Ctx, contact_id: int, sequence_id: str | None = None) -> list[Enrollment]:

@@ -6,6 +6,7 @@ Operator commands (``admin.*``) arrive in the same form and are handled here too
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from dripflow.core.contact_view import ContactView
 from dripflow.core.errors import UserError
 from dripflow.core.model import parse_sequence
+from dripflow.core.modeltypes import unknown_name
 from dripflow.core.states import repoint_last_step
 from dripflow.core.timing import appended_step_due, resume_due
 from dripflow.core.triggers_model import EVENT_TYPES
@@ -26,6 +28,7 @@ from dripflow.engine.enrollments import (
     refresh_view,
     schedule_next,
     set_status,
+    sync_lead_status,
     timing_context,
     timing_of,
 )
@@ -155,6 +158,7 @@ def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView) ->
     if kind in _STATE_EVENTS:
         changed = _state_event(ctx, kind, fields, contact, row, repo)
         if changed:
+            sync_lead_status(ctx, contact)
             emit(ctx, kind, contact.id, fields, origin="event")
         return
     if kind.startswith("email."):
@@ -185,18 +189,18 @@ def _state_event(
     ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView, row: Contact, repo: ContactRepo
 ) -> bool:
     if kind == "list.subscribed":
-        return repo.subscribe(row, _need(fields, "list"), ctx.now)
+        return repo.subscribe(row, _declared(ctx, fields, "list"), ctx.now)
     if kind == "list.unsubscribed":
-        return repo.unsubscribe(row, _need(fields, "list"), ctx.now)
+        return repo.unsubscribe(row, _declared(ctx, fields, "list"), ctx.now)
     if kind == "tag.assigned":
-        return repo.add_tag(row, _need(fields, "tag"), ctx.now)
+        return repo.add_tag(row, _declared(ctx, fields, "tag"), ctx.now)
     if kind == "tag.removed":
-        return repo.remove_tag(row, _need(fields, "tag"))
+        return repo.remove_tag(row, _declared(ctx, fields, "tag"))
     scope = fields.get("scope", "all")
     if scope == "list":
-        return repo.unsubscribe(row, _need(fields, "list"), ctx.now)
+        return repo.unsubscribe(row, _declared(ctx, fields, "list"), ctx.now)
     if scope == "sequence":
-        rows = open_enrollments(ctx, contact.id, _need(fields, "sequence"))
+        rows = open_enrollments(ctx, contact.id, _declared(ctx, fields, "sequence"))
         for enrollment in rows:
             close(ctx, enrollment, contact, "canceled", "unsubscribed")
         return bool(rows)
@@ -212,6 +216,19 @@ def _need(fields: dict[str, Any], name: str) -> str:
     value = fields.get(name)
     if not isinstance(value, str) or not value:
         raise IngestError(f"the event needs {name!r}")
+    return value
+
+
+def _declared(ctx: Ctx, fields: dict[str, Any], name: str) -> str:
+    """A list, tag or sequence the event names, which the workspace must declare (SPEC §2)."""
+    value = _need(fields, name)
+    declared: dict[str, Iterable[str]] = {
+        "list": ctx.workspace.lists,
+        "tag": ctx.workspace.tags,
+        "sequence": ctx.rules.sequences,
+    }
+    if value not in declared[name]:
+        raise IngestError(unknown_name(name, value, declared[name]))
     return value
 
 
@@ -283,9 +300,9 @@ def _admin(ctx: Ctx, kind: str, event: dict[str, Any], contact: ContactView | No
     row = ctx.session.get(Contact, contact.id)
     assert row is not None
     if kind == "admin.enroll":
-        enroll(ctx, contact, _need(event, "sequence"), by="admin")
+        enroll(ctx, contact, _declared(ctx, event, "sequence"), by="admin")
     elif kind == "admin.unenroll":
-        for enrollment in open_enrollments(ctx, contact.id, _need(event, "sequence")):
+        for enrollment in open_enrollments(ctx, contact.id, _declared(ctx, event, "sequence")):
             close(ctx, enrollment, contact, "canceled", "manual")
     elif kind == "admin.contact.update":
         emit(ctx, "contact.updated", contact.id, {"changed": None}, origin="admin")

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, select
 
 from dripflow.core.clock import Clock
 from dripflow.engine.context import Ctx, load_rules
+from dripflow.engine.enrollments import preload_step_runs
 from dripflow.engine.steps import Caps, run_enrollment
 from dripflow.engine.triggers import drain
 from dripflow.store.database import is_postgresql, transaction
@@ -51,6 +52,7 @@ def run_due(ctx: Ctx, batch_size: int = BATCH_SIZE) -> int:
     if not rows:
         return 0
     views = load_views(ctx.session, ctx.workspace_id, {row.contact_id for row in rows})
+    preload_step_runs(ctx, [row.id for row in rows])
     caps = Caps()
     for row in rows:
         contact = views.get(row.contact_id)

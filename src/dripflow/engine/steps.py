@@ -45,6 +45,7 @@ from dripflow.engine.context import Ctx
 from dripflow.engine.enrollments import (
     FOREVER,
     close,
+    note_step_run,
     refresh_view,
     schedule_next,
     set_status,
@@ -213,6 +214,7 @@ def _record(
     reason: str | None,
 ) -> None:
     row.runs += 1
+    note_step_run(ctx, row, step.id, occurrence)
     ctx.session.add(
         StepRun(
             workspace_id=ctx.workspace_id,
@@ -503,7 +505,9 @@ def _task(ctx: Ctx, row: Enrollment, step: TaskStep, contact: ContactView) -> No
     except (MissingVariable, RenderFailure):
         text = step.title
     assignee = contact.owner if step.assignee == "owner" else step.assignee
-    assignee = assignee or "unassigned"
+    if not assignee:  # S8: else the workspace default user, the owner of the default mailbox
+        default = next((box.id for box in ctx.workspace.mailboxes if box.default), None)
+        assignee = default or "unassigned"
     due = ctx.now + timedelta(days=step.due.days, hours=step.due.hours, minutes=step.due.minutes)
     ctx.session.add(
         Task(

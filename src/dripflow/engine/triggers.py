@@ -55,10 +55,26 @@ def drain(ctx: Ctx) -> None:
 
     while ctx.pending:
         event = ctx.pending.popleft()
+        if _unheard(ctx, event):
+            continue
         contact = refresh_view(ctx, event.contact_id)
         if contact is None:
             continue
         _handle(ctx, event, contact)
+
+
+# The engine's own events that change no list, tag, field or fact: when no trigger names them they
+# can matter only to rules reading sequence progress (and a new contact has no enrollment yet).
+_PROGRESS_EVENTS = frozenset({"step.reached", "sequence.finished"})
+
+
+def _unheard(ctx: Ctx, event: Emitted) -> bool:
+    """An event nothing can react to is passed over without loading the contact (hot path)."""
+    if event.type in ctx.rules.listened:
+        return False
+    if event.type == "contact.created":
+        return True
+    return event.type in _PROGRESS_EVENTS and not ctx.rules.watches_sequences
 
 
 def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
@@ -90,7 +106,8 @@ def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
             contact = refresh_view(ctx, contact.id) or contact
     _stop_rules(ctx, event, contact)
     _exclusions(ctx, contact)
-    mark_due_now(ctx, contact.id)
+    if any(item.status in ("active", "blocked") for item in contact.enrollments):
+        mark_due_now(ctx, contact.id)  # only a waiting or blocked enrollment can be re-checked
 
 
 def _stop_rules(ctx: Ctx, event: Emitted, contact: ContactView) -> None:

@@ -19,13 +19,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Row, Table, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from dripflow.core.clock import Clock, SystemClock
 from dripflow.store.database import dialect_insert
 from dripflow.store.events import AuditLog
-from dripflow.store.tables import ADDRESS_KEYS, LEAD_STATUSES, Contact, ContactList, ContactTag, LeadStatus
+from dripflow.store.tables import (
+    ADDRESS_KEYS,
+    LEAD_STATUSES,
+    Contact,
+    ContactList,
+    ContactTag,
+    Enrollment,
+    LeadStatus,
+)
 
 __all__ = [
     "ContactConflict",
@@ -331,6 +339,29 @@ class ContactRepo:
         )
         return _rowcount(result) > 0
 
+    def derive_lead_status(self, contact: Contact, at: datetime | None = None) -> LeadStatus | None:
+        """SPEC L1 for a contact who is not blacklisted: ``active`` while on a list or in an open
+        enrollment (a finished one counts, S13), else ``inactive``. Returns the new status if it
+        changed. A derived change is not an act of anyone, so it is journaled, not audited."""
+        self._check(contact)
+        if contact.lead_status == "blacklisted":
+            return None
+        self._session.flush()
+        on_list = select(ContactList.contact_id).where(
+            ContactList.contact_id == contact.id, ContactList.unsubscribed_at.is_(None)
+        )
+        enrolled = select(Enrollment.id).where(
+            Enrollment.contact_id == contact.id, Enrollment.open_key.is_not(None)
+        )
+        active = bool(self._session.scalar(select(exists(on_list) | exists(enrolled))))
+        status: LeadStatus = "active" if active else "inactive"
+        if contact.lead_status == status:
+            return None
+        contact.lead_status = status
+        contact.lead_status_reason = None
+        contact.updated_at = self._now(at)
+        return status
+
     def set_lead_status(
         self, contact: Contact, status: LeadStatus, reason: str | None, actor: str, at: datetime | None = None
     ) -> bool:
@@ -471,6 +502,12 @@ class ContactRepo:
                 .returning(ContactList.contact_id)
             )
             added += len(self._session.execute(stmt).all())
+            self._session.execute(  # L1: on a list means active (a blacklisting stays)
+                update(Contact)
+                .where(Contact.id.in_(chunk), Contact.lead_status == "inactive")
+                .values(lead_status="active", updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
         return added
 
     def _expire_loaded(self, contact_ids: set[int]) -> None:

@@ -378,8 +378,9 @@ def test_X5_explain_tells_why_and_what_next(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[1] == "2026-11-23T14:00:00Z  Entered sequence 'welcome' (by admin)."
-    assert "needs contact.first_name" in lines[2] and "retries when the contact is updated" in lines[2]
-    assert "the contact was already in it (S1)" in lines[3]
+    assert lines[2] == "2026-11-23T14:00:00Z  The contact's lead status became active."  # L1
+    assert "needs contact.first_name" in lines[3] and "retries when the contact is updated" in lines[3]
+    assert "the contact was already in it (S1)" in lines[4]
     assert (
         lines[-1]
         == "Next: 'welcome' waits for the contact to be updated (template_variable:contact.first_name)."

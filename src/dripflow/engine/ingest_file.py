@@ -1,0 +1,59 @@
+"""`dripflow events ingest FILE.jsonl`: a file of X2 events applied all together or not at all.
+
+The whole file is one transaction and each event runs in its own savepoint: an event that cannot
+be applied is rolled back alone so that the rest of the file is still checked, and if any failed
+the transaction is rolled back too. The user gets every problem with its FILE:LINE in one run and
+the database is never left half-applied. An event with an ``id`` is applied at most once (D3),
+so a file can be ingested again after a crash or by mistake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from dripflow.core.clock import VirtualClock
+from dripflow.core.errors import UserError
+from dripflow.engine.context import Ctx, load_rules
+from dripflow.engine.eventfile import MAX_REPORTED, InputEvent
+from dripflow.engine.ingest import IngestError, ingest
+from dripflow.store.database import transaction
+
+__all__ = ["IngestReport", "ingest_events"]
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    applied: int
+    duplicates: int
+
+
+def ingest_events(engine: Engine, workspace_id: str, events: list[InputEvent], source: Path) -> IngestReport:
+    """Apply ``events`` (each at its own ``at``); raises a UserError naming every event refused."""
+    applied = duplicates = 0
+    problems: list[str] = []
+    with transaction(engine) as session:
+        for item in events:
+            clock = VirtualClock(item.at)
+            try:
+                with session.begin_nested():
+                    ctx = Ctx(session, workspace_id, load_rules(session, workspace_id), clock)
+                    outcome = ingest(ctx, item.data)
+            except IngestError as exc:
+                problems.append(f"{source}:{item.line}: {exc}")
+                continue
+            if outcome.applied:
+                applied += 1
+            else:
+                duplicates += 1
+        if problems:  # raising inside the transaction rolls all of it back
+            shown = problems[:MAX_REPORTED]
+            if len(problems) > MAX_REPORTED:
+                shown.append(f"… and {len(problems) - MAX_REPORTED} more events refused")
+            shown.append(
+                f"nothing was applied: fix the {len(problems)} event(s) above and ingest the file again"
+            )
+            raise UserError("\n".join(shown))
+    return IngestReport(applied, duplicates)
