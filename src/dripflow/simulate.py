@@ -26,7 +26,7 @@ from dripflow.core.model import Workspace as WorkspaceDef
 from dripflow.engine.context import Ctx, load_rules
 from dripflow.engine.eventfile import InputEvent, format_at, parse_at, read_events
 from dripflow.engine.ingest import IngestError, ingest
-from dripflow.engine.scheduler import next_due, run_once
+from dripflow.engine.scheduler import due_in, next_due, run_due
 from dripflow.store.database import make_engine, transaction
 from dripflow.store.migrate import upgrade
 from dripflow.store.tables import Contact, Enrollment, JournalEntry
@@ -89,9 +89,9 @@ def simulate(
     workspace_id = workspace.workspace.id
     index, passes, last_moment = 0, 0, start
     source = str(events_path) if events_path is not None else "events"
+    due = next_due(engine, workspace_id)
     while True:
         event_at = events[index].at if index < len(events) else None
-        due = next_due(engine, workspace_id)
         moments = [t for t in (event_at, due) if t is not None and t <= until]
         if not moments:
             break
@@ -101,17 +101,24 @@ def simulate(
             raise UserError(f"the simulation makes no progress at {format_at(moment)}: a step loops forever")
         last_moment = moment
         clock.set(moment)
-        if event_at is not None and event_at <= moment:
-            item = events[index]
-            index += 1
-            try:
-                with transaction(engine) as session:
-                    ctx = Ctx(session, workspace_id, load_rules(session, workspace_id), clock)
-                    ingest(ctx, item.data)
-            except IngestError as exc:
-                raise UserError(f"{source}:{item.line}: {exc}") from None
-            continue
-        run_once(engine, workspace_id, clock)
+        with transaction(engine) as session:
+            if event_at is not None and event_at <= moment:
+                item = events[index]
+                index += 1
+                try:
+                    with session.begin_nested():
+                        ingest(
+                            Ctx(session, workspace_id, load_rules(session, workspace_id), clock), item.data
+                        )
+                except IngestError as exc:
+                    raise UserError(f"{source}:{item.line}: {exc}") from None
+                # What the last event of this moment made due runs in the same transaction, as the
+                # next pass would (events of one moment all go in before its steps run).
+                if index < len(events) and events[index].at <= moment:
+                    due = due_in(session, workspace_id)
+                    continue
+            run_due(Ctx(session, workspace_id, load_rules(session, workspace_id), clock))
+            due = due_in(session, workspace_id)
     return SimulationResult(_journal(engine, workspace_id), engine, workspace_id)
 
 

@@ -23,7 +23,7 @@ from dripflow.core.model import Sequence as SequenceDef
 from dripflow.core.model import Workspace as WorkspaceDef
 from dripflow.core.steps_model import WaitUntilStep
 from dripflow.store.tables import JournalEntry, Sequence, SequenceVersion, Workspace
-from dripflow.store.workspaces import current_versions
+from dripflow.store.workspaces import current_versions, rules_key
 
 __all__ = ["Ctx", "Emitted", "Rules", "load_rules"]
 
@@ -47,6 +47,13 @@ class Rules:
         return frozenset(types)
 
     @cached_property
+    def watches_contacts(self) -> bool:
+        """Whether some exclusion or condition ``stop_on`` must be checked when a contact changes."""
+        return bool(self.workspace.ruleset.exclusions) or any(
+            not isinstance(rule, str) for sequence in self.sequences.values() for rule in sequence.stop_on
+        )
+
+    @cached_property
     def watches_sequences(self) -> bool:
         """Whether an exclusion, stop rule or wait reads sequence progress (in_sequence and kin).
 
@@ -66,29 +73,53 @@ _RULES_CACHE: dict[tuple[str, str, tuple[tuple[str, int, str, str], ...]], Rules
 
 
 def load_rules(session: Session, workspace_id: str) -> Rules:
-    """The workspace's rules, parsed once per applied version (a cache keyed by hashes and versions)."""
-    row = session.get(Workspace, workspace_id)
-    if row is None:
-        raise LookupError(f"no workspace {workspace_id!r}")
-    # Keyed by content (each live version's hash), not by version numbers alone: two stores, or a
-    # rolled-back edit, can give the same version number to different definitions.
-    heads = tuple(
-        session.execute(
-            select(Sequence.id, Sequence.current_version, Sequence.status, SequenceVersion.definition_hash)
-            .join(
-                SequenceVersion,
-                (SequenceVersion.workspace_id == Sequence.workspace_id)
-                & (SequenceVersion.sequence_id == Sequence.id)
-                & (SequenceVersion.version == Sequence.current_version),
-            )
-            .where(Sequence.workspace_id == workspace_id)
-            .order_by(Sequence.id)
+    """The workspace's rules, parsed once per applied version (a cache keyed by hashes and versions).
+
+    Within one transaction they are looked up once (kept in ``session.info``); whatever changes
+    them in a transaction (``apply_workspace``, live sequence edits) drops that entry.
+    """
+    held = session.info.get(rules_key(workspace_id))
+    if isinstance(held, Rules):
+        return held
+    rules = _load_rules(session, workspace_id)
+    session.info[rules_key(workspace_id)] = rules
+    return rules
+
+
+def _load_rules(session: Session, workspace_id: str) -> Rules:
+    # One query: the workspace's hash and each sequence's live version, status and content hash.
+    # Keyed by content, not by version numbers alone: two stores, or a rolled-back edit, can give
+    # the same version number to different definitions.
+    found = session.execute(
+        select(
+            Workspace.definition_hash,
+            Sequence.id,
+            Sequence.current_version,
+            Sequence.status,
+            SequenceVersion.definition_hash,
         )
+        .select_from(Workspace)
+        .outerjoin(Sequence, Sequence.workspace_id == Workspace.id)
+        .outerjoin(
+            SequenceVersion,
+            (SequenceVersion.workspace_id == Sequence.workspace_id)
+            & (SequenceVersion.sequence_id == Sequence.id)
+            & (SequenceVersion.version == Sequence.current_version),
+        )
+        .where(Workspace.id == workspace_id)
+        .order_by(Sequence.id)
+    ).all()
+    if not found:
+        raise LookupError(f"no workspace {workspace_id!r}")
+    heads = tuple(
+        (sid, version, status, digest) for _, sid, version, status, digest in found if sid is not None
     )
-    key = (workspace_id, row.definition_hash, heads)
+    key = (workspace_id, found[0][0], heads)
     cached = _RULES_CACHE.get(key)
     if cached is not None:
         return cached
+    row = session.get(Workspace, workspace_id)
+    assert row is not None
     workspace = WorkspaceDef.model_validate(row.definition)
     sequences = {
         sid: SequenceDef.model_validate(version.definition)

@@ -46,7 +46,8 @@ from dripflow.store.tables import (
     SequenceVersion,
     Task,
 )
-from dripflow.store.workspaces import definition_hash
+from dripflow.store.views import new_contact_view
+from dripflow.store.workspaces import definition_hash, rules_key
 
 __all__ = ["ADMIN_TYPES", "IngestError", "ingest"]
 
@@ -138,10 +139,13 @@ def _contact(ctx: Ctx, event: dict[str, Any]) -> ContactView | None:
             emit(ctx, "contact.updated", row.id, {"changed": None}, origin="event")
     else:
         raise IngestError("contact must be an email or an object with an email")
-    if created:
-        ctx.log("contact.status", refresh_view(ctx, row.id), status=row.lead_status, reason="created")
-        emit(ctx, "contact.created", row.id, {}, origin="event")
-    return refresh_view(ctx, row.id)
+    if not created:
+        return refresh_view(ctx, row.id)
+    ctx.session.flush()  # gives the new row its id
+    view = new_contact_view(row)
+    ctx.log("contact.status", view, status=row.lead_status, reason="created")
+    emit(ctx, "contact.created", row.id, {}, origin="event")
+    return view
 
 
 def _state(row: Contact | None) -> tuple[Any, ...] | None:
@@ -394,6 +398,7 @@ def _refresh_rules(ctx: Ctx) -> None:
     from dripflow.engine.context import load_rules
 
     ctx.session.flush()
+    ctx.session.info.pop(rules_key(ctx.workspace_id), None)
     ctx.rules = load_rules(ctx.session, ctx.workspace_id)
 
 

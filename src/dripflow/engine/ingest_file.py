@@ -20,6 +20,7 @@ from dripflow.engine.context import Ctx, load_rules
 from dripflow.engine.eventfile import MAX_REPORTED, InputEvent
 from dripflow.engine.ingest import IngestError, ingest
 from dripflow.store.database import transaction
+from dripflow.store.workspaces import rules_key
 
 __all__ = ["IngestReport", "ingest_events"]
 
@@ -42,6 +43,7 @@ def ingest_events(engine: Engine, workspace_id: str, events: list[InputEvent], s
                     ctx = Ctx(session, workspace_id, load_rules(session, workspace_id), clock)
                     outcome = ingest(ctx, item.data)
             except IngestError as exc:
+                session.info.pop(rules_key(workspace_id), None)  # it may hold a rolled-back edit
                 problems.append(f"{source}:{item.line}: {exc}")
                 continue
             if outcome.applied:

@@ -6,7 +6,7 @@ With no SMTP configured the outbox is the dev inbox (SPEC §10): messages stay t
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Executable, select
 
 from dripflow.core.contact_view import ContactView
 from dripflow.engine.context import Ctx
@@ -58,34 +58,48 @@ def insert_message(
     """Queue one message under ``key``; False when a message with that key already exists (D3)."""
     # Deterministic Message-ID: the same run of a simulation gives the same headers (X1).
     message_id = f"<{key.replace(':', '.')}.{ctx.workspace_id}@{domain}>"
-    stmt = (
-        dialect_insert(ctx.session, Message)
-        .values(
-            workspace_id=ctx.workspace_id,
-            key=key,
-            contact_id=contact.id,
-            enrollment_id=enrollment.id if enrollment is not None else None,
-            sequence_id=enrollment.sequence_id if enrollment is not None else None,
-            step_id=step_id,
-            broadcast_id=broadcast_id,
-            channel=channel,
-            recipient=recipient,
-            sender=sender,
-            mailbox=mailbox,
-            template=template,
-            variant=variant,
-            subject=subject,
-            body_text=text,
-            body_html=html,
-            in_reply_to=in_reply_to,
-            message_id=message_id,
-            status=_initial_status(ctx, channel),
-            created_at=ctx.now,
+    params = {
+        "workspace_id": ctx.workspace_id,
+        "key": key,
+        "contact_id": contact.id,
+        "enrollment_id": enrollment.id if enrollment is not None else None,
+        "sequence_id": enrollment.sequence_id if enrollment is not None else None,
+        "step_id": step_id,
+        "broadcast_id": broadcast_id,
+        "channel": channel,
+        "recipient": recipient,
+        "sender": sender,
+        "mailbox": mailbox,
+        "template": template,
+        "variant": variant,
+        "subject": subject,
+        "body_text": text,
+        "body_html": html,
+        "in_reply_to": in_reply_to,
+        "message_id": message_id,
+        "status": _initial_status(ctx, channel),
+        "created_at": ctx.now,
+    }
+    # The statement is built once per database and reused (a hot path: one per message); the
+    # outbox row depends on no pending ORM change, so it need not flush the session first.
+    with ctx.session.no_autoflush:
+        return ctx.session.execute(_insert_statement(ctx), params).first() is not None
+
+
+_STATEMENTS: dict[str, Executable] = {}
+
+
+def _insert_statement(ctx: Ctx) -> Executable:
+    dialect = ctx.session.get_bind().dialect.name
+    stmt = _STATEMENTS.get(dialect)
+    if stmt is None:
+        stmt = (
+            dialect_insert(ctx.session, Message)
+            .on_conflict_do_nothing(index_elements=[Message.workspace_id, Message.key])
+            .returning(Message.id)
         )
-        .on_conflict_do_nothing(index_elements=[Message.workspace_id, Message.key])
-        .returning(Message.id)
-    )
-    return ctx.session.execute(stmt).first() is not None
+        _STATEMENTS[dialect] = stmt
+    return stmt
 
 
 def _initial_status(ctx: Ctx, channel: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 from dripflow.core.clock import Clock
 from dripflow.engine.context import Ctx, load_rules
@@ -22,7 +23,7 @@ from dripflow.store.database import is_postgresql, transaction
 from dripflow.store.tables import Enrollment
 from dripflow.store.views import load_views
 
-__all__ = ["DUE_STATUSES", "next_due", "run_due", "run_once"]
+__all__ = ["DUE_STATUSES", "due_in", "next_due", "run_due", "run_once"]
 
 DUE_STATUSES = ("active", "queued", "blocked")
 BATCH_SIZE = 500
@@ -69,8 +70,12 @@ def run_due(ctx: Ctx, batch_size: int = BATCH_SIZE) -> int:
 def next_due(engine: Engine, workspace_id: str) -> datetime | None:
     """The earliest moment anything is due: where a virtual clock jumps next (SPEC X1)."""
     with transaction(engine) as session:
-        return session.scalar(
-            select(func.min(Enrollment.due_at)).where(
-                Enrollment.workspace_id == workspace_id, Enrollment.status.in_(DUE_STATUSES)
-            )
+        return due_in(session, workspace_id)
+
+
+def due_in(session: Session, workspace_id: str) -> datetime | None:
+    return session.scalar(
+        select(func.min(Enrollment.due_at)).where(
+            Enrollment.workspace_id == workspace_id, Enrollment.status.in_(DUE_STATUSES)
         )
+    )

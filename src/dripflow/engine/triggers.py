@@ -84,13 +84,24 @@ def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
     if event.depth > MAX_DEPTH:
         ctx.log("automation.cut", contact, event=event.type, depth=event.depth, reason="cascade depth")
         return
+    # The view is reloaded only when something is about to read it after a change (hot path).
+    stale = False
+
+    def fresh() -> ContactView:
+        nonlocal contact, stale
+        if stale:
+            contact = refresh_view(ctx, contact.id) or contact
+            stale = False
+        return contact
+
     for sequence in ctx.rules.sequences.values():
         if any(trigger_matches(trigger, event.type, event.fields) for trigger in sequence.start_when):
-            enroll(ctx, contact, sequence.id, by=f"start_when:{event.type}")
-            contact = refresh_view(ctx, contact.id) or contact
+            enroll(ctx, fresh(), sequence.id, by=f"start_when:{event.type}")
+            stale = True
     for automation in ctx.workspace.automations:
         if not trigger_matches(automation.when, event.type, event.fields):
             continue
+        contact = fresh()
         once = (automation.id, event.origin, contact.id)
         if once in ctx.fired:
             ctx.log("automation.skipped", contact, automation=automation.id, event=event.type, reason="once")
@@ -102,10 +113,14 @@ def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
         ctx.fired.add(once)
         ctx.log("automation.fired", contact, automation=automation.id, event=event.type)
         for action in automation.then:
-            apply_action(ctx, contact, action, by=f"automation:{automation.id}", depth=event.depth)
-            contact = refresh_view(ctx, contact.id) or contact
-    _stop_rules(ctx, event, contact)
-    _exclusions(ctx, contact)
+            apply_action(ctx, fresh(), action, by=f"automation:{automation.id}", depth=event.depth)
+            stale = True
+    if ctx.rules.watches_contacts:
+        _stop_rules(ctx, event, fresh())
+        _exclusions(ctx, fresh())
+    elif event.type in ("email.replied", "link.clicked"):  # S12 `replied` / `clicked` read no view
+        _stop_rules(ctx, event, contact)
+    # A stale view still shows every earlier enrollment: one just made is neither waiting nor blocked.
     if any(item.status in ("active", "blocked") for item in contact.enrollments):
         mark_due_now(ctx, contact.id)  # only a waiting or blocked enrollment can be re-checked
 

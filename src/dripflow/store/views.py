@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from dripflow.core.contact_view import ContactView, EnrollmentView, FactView
 from dripflow.store.tables import Contact, ContactList, ContactTag, Enrollment, Fact, StepRun
 
-__all__ = ["load_views"]
+__all__ = ["load_views", "new_contact_view"]
 
 _CHUNK = 500
 
@@ -30,8 +31,9 @@ def load_views(session: Session, workspace_id: str, contact_ids: Iterable[int]) 
 
 
 def _load_chunk(session: Session, workspace_id: str, ids: list[int]) -> dict[int, ContactView]:
-    contacts = session.scalars(
-        select(Contact).where(Contact.workspace_id == workspace_id, Contact.id.in_(ids))
+    # Plain column rows, not ORM objects: a view is a snapshot, and this is the engine's hot path.
+    contacts = session.execute(
+        select(*Contact.__table__.c).where(Contact.workspace_id == workspace_id, Contact.id.in_(ids))
     ).all()
     lists: dict[int, set[str]] = defaultdict(set)
     for contact_id, name in session.execute(
@@ -50,12 +52,12 @@ def _load_chunk(session: Session, workspace_id: str, ids: list[int]) -> dict[int
     ):
         tags[contact_id].add(tag)
     facts: dict[int, list[FactView]] = defaultdict(list)
-    for fact in session.scalars(
-        select(Fact)
+    for contact_id, kind, key, at, detail in session.execute(
+        select(Fact.contact_id, Fact.kind, Fact.key, Fact.at, Fact.detail)
         .where(Fact.workspace_id == workspace_id, Fact.contact_id.in_(ids))
         .order_by(Fact.at, Fact.id)
     ):
-        facts[fact.contact_id].append(FactView(fact.kind, fact.key, fact.at, fact.detail))
+        facts[contact_id].append(FactView(kind, key, at, detail))
     reached: dict[tuple[int, str], set[str]] = defaultdict(set)
     for contact_id, sequence_id, step_id in session.execute(
         select(StepRun.contact_id, StepRun.sequence_id, StepRun.step_id).where(
@@ -63,42 +65,30 @@ def _load_chunk(session: Session, workspace_id: str, ids: list[int]) -> dict[int
         )
     ):
         reached[(contact_id, sequence_id)].add(step_id)
-    latest: dict[tuple[int, str], Enrollment] = {}
+    latest: dict[tuple[int, str], str] = {}
     finished: set[tuple[int, str]] = set()
-    for enrollment in session.scalars(
-        select(Enrollment)
+    for contact_id, sequence_id, status, finished_at in session.execute(
+        select(Enrollment.contact_id, Enrollment.sequence_id, Enrollment.status, Enrollment.finished_at)
         .where(Enrollment.workspace_id == workspace_id, Enrollment.contact_id.in_(ids))
         .order_by(Enrollment.id)
     ):
-        key = (enrollment.contact_id, enrollment.sequence_id)
-        latest[key] = enrollment
-        if enrollment.finished_at is not None:
+        key = (contact_id, sequence_id)
+        latest[key] = status
+        if finished_at is not None:
             finished.add(key)
     enrollments: dict[int, list[EnrollmentView]] = defaultdict(list)
-    for (contact_id, sequence_id), enrollment in sorted(latest.items()):
+    for (contact_id, sequence_id), status in sorted(latest.items()):
         enrollments[contact_id].append(
             EnrollmentView(
                 sequence_id,
-                enrollment.status,
+                status,
                 frozenset(reached[(contact_id, sequence_id)]),
                 (contact_id, sequence_id) in finished,
             )
         )
     return {
-        contact.id: ContactView(
-            id=contact.id,
-            email=contact.email,
-            phone=contact.phone,
-            first_name=contact.first_name,
-            last_name=contact.last_name,
-            timezone=contact.timezone,
-            source=contact.source,
-            owner=contact.owner,
-            address=contact.address,
-            fields=dict(contact.fields or {}),
-            score=contact.score,
-            lead_status=contact.lead_status,
-            unsubscribed=contact.unsubscribed_at is not None,
+        contact.id: _view(
+            contact,
             lists=frozenset(lists[contact.id]),
             tags=frozenset(tags[contact.id]),
             facts=tuple(facts[contact.id]),
@@ -106,3 +96,37 @@ def _load_chunk(session: Session, workspace_id: str, ids: list[int]) -> dict[int
         )
         for contact in contacts
     }
+
+
+def new_contact_view(contact: Contact) -> ContactView:
+    """The view of a contact created in this transaction: nothing to load, it has no history yet."""
+    return _view(contact, lists=frozenset(), tags=frozenset(), facts=(), enrollments=())
+
+
+def _view(
+    contact: Contact | Row[Any],
+    *,
+    lists: frozenset[str],
+    tags: frozenset[str],
+    facts: tuple[FactView, ...],
+    enrollments: tuple[EnrollmentView, ...],
+) -> ContactView:
+    return ContactView(
+        id=contact.id,
+        email=contact.email,
+        phone=contact.phone,
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        timezone=contact.timezone,
+        source=contact.source,
+        owner=contact.owner,
+        address=contact.address,
+        fields=dict(contact.fields or {}),
+        score=contact.score,
+        lead_status=contact.lead_status,
+        unsubscribed=contact.unsubscribed_at is not None,
+        lists=lists,
+        tags=tags,
+        facts=facts,
+        enrollments=enrollments,
+    )

@@ -63,11 +63,17 @@ class ApplyReport:
         return lines
 
 
+def rules_key(workspace_id: str) -> str:
+    """Where a transaction keeps the workspace's parsed rules (``session.info``); see load_rules."""
+    return f"dripflow.rules:{workspace_id}"
+
+
 def apply_workspace(session: Session, model: BaseModel, *, now: datetime, actor: str) -> ApplyReport:
     """Create or update the workspace described by a validated model, inside the caller's transaction."""
     document = model.model_dump(mode="json")
     settings = document["workspace"]
     workspace_id = str(settings["id"])
+    session.info.pop(rules_key(workspace_id), None)
     report = ApplyReport(workspace_id)
     audit = AuditLog(session, workspace_id)
     digest = definition_hash(document)
