@@ -387,6 +387,7 @@ class Message(Base):
         Index("ix_messages_workspace_id_contact_id_created_at", "workspace_id", "contact_id", "created_at"),
         Index("ix_messages_workspace_id_mailbox_created_at", "workspace_id", "mailbox", "created_at"),
         Index("ix_messages_status", "status"),
+        Index("ix_messages_status_next_attempt_at", "status", "next_attempt_at"),
         _sqlite_no_reuse(),
     )
 
@@ -412,6 +413,55 @@ class Message(Base):
     status: Mapped[str] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Delivery (0003): tries so far, not to be sent before (a broadcast's local time, B4), when to
+    # try again after a temporary failure (D5), and the last failure's text.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String)
+
+
+class WebhookDelivery(Base):
+    """A durable outgoing webhook (SPEC A2): queued in the engine's transaction, delivered by the
+    worker with retries and backoff; ``key`` is unique per workspace so nothing is queued twice."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "key"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        _sqlite_no_reuse(),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(String, ForeignKey("workspaces.id"))
+    key: Mapped[str] = mapped_column(String)
+    url: Mapped[str] = mapped_column(String)
+    event: Mapped[str] = mapped_column(String)
+    contact_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
+    status: Mapped[str] = mapped_column(String)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class BroadcastRun(Base):
+    """One broadcast of the workspace file being sent (B1–B4): due, sending, done."""
+
+    __tablename__ = "broadcast_runs"
+    __table_args__ = (Index("ix_broadcast_runs_status_due_at", "status", "due_at"),)
+
+    workspace_id: Mapped[str] = mapped_column(String, ForeignKey("workspaces.id"), primary_key=True)
+    broadcast_id: Mapped[str] = mapped_column(String, primary_key=True)
+    status: Mapped[str] = mapped_column(String)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    queued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Task(Base):
