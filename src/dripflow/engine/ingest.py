@@ -165,7 +165,8 @@ def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView) ->
             sync_lead_status(ctx, contact)
             emit(ctx, kind, contact.id, fields, origin="event")
         return
-    if kind.startswith("email."):
+    if kind.startswith("email.") or kind == "link.clicked":
+        # S12 `clicked` needs the click's sequence: taken from its message, as for email events
         fields = _email_fields(ctx, contact, fields)
     main = next((name for name in _MAIN_FIELDS if name in fields), None)
     key = None if kind.startswith("email.") or main is None else str(fields[main])
@@ -182,6 +183,8 @@ def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView) ->
     )
     if kind == "email.bounced" and fields.get("kind", "hard") == "hard":
         _blacklist(ctx, contact, row, "hard_bounce", "bounced", "hard_bounce")
+    elif kind == "email.bounced" and _soft_bounces_in_a_row(ctx, contact.id) >= _SOFT_BOUNCE_LIMIT:
+        _blacklist(ctx, contact, row, "repeated_soft_bounce", "bounced", "repeated_soft_bounce")
     elif kind == "email.complained":
         _blacklist(ctx, contact, row, "complaint", "canceled", "complaint")
     elif kind == "task.completed":
@@ -258,6 +261,41 @@ def _email_fields(ctx: Ctx, contact: ContactView, fields: dict[str, Any]) -> dic
         "step": message.step_id,
         "broadcast": message.broadcast_id,
     }
+
+
+_SOFT_BOUNCE_LIMIT = 3  # L1: repeated soft bounces, three messages in a row
+
+
+def _soft_bounces_in_a_row(ctx: Ctx, contact_id: int) -> int:
+    """How many of the contact's latest emails, newest first, each soft-bounced (L1)."""
+    latest = list(
+        ctx.session.scalars(
+            select(Message.message_id)
+            .where(
+                Message.workspace_id == ctx.workspace_id,
+                Message.contact_id == contact_id,
+                Message.channel == "email",
+            )
+            .order_by(Message.id.desc())
+            .limit(_SOFT_BOUNCE_LIMIT)
+        )
+    )
+    bounced = {
+        (fact.get("message"), fact.get("kind"))
+        for fact in ctx.session.scalars(
+            select(Fact.detail).where(
+                Fact.workspace_id == ctx.workspace_id,
+                Fact.contact_id == contact_id,
+                Fact.kind == "email.bounced",
+            )
+        )
+    }
+    count = 0
+    for message_id in latest:
+        if (message_id, "soft") not in bounced:
+            break
+        count += 1
+    return count
 
 
 def _blacklist(
@@ -356,6 +394,7 @@ def _sequence_command(ctx: Ctx, kind: str, event: dict[str, Any]) -> None:
         _refresh_rules(ctx)
         sequence = ctx.rules.sequence(sequence_id)
         assert sequence is not None
+        _start_drafts(ctx, sequence_id)
         for enrollment in _open_rows(ctx, sequence_id):
             if enrollment.status != "paused":
                 continue
@@ -372,6 +411,17 @@ def _sequence_command(ctx: Ctx, kind: str, event: dict[str, Any]) -> None:
                     timing_context(ctx, sequence, contact),
                 )
             enrollment.paused_at = None
+
+
+def _start_drafts(ctx: Ctx, sequence_id: str) -> None:
+    """§6 `draft`: contacts who entered while the sequence was a draft start when it goes live;
+    their first step keeps its time, at once if that has passed (as S5 `continue`)."""
+    for enrollment in _open_rows(ctx, sequence_id):
+        if enrollment.status != "draft":
+            continue
+        set_status(ctx, enrollment, _view(ctx, enrollment), "active")
+        if enrollment.due_at is not None and enrollment.due_at < ctx.now:
+            enrollment.due_at = ctx.now
 
 
 def _open_rows(ctx: Ctx, sequence_id: str) -> list[Enrollment]:
@@ -430,6 +480,8 @@ def update_sequence(ctx: Ctx, definition: dict[str, Any]) -> None:
                         definition=document, definition_hash=definition_hash(document), created_at=ctx.now)
     )  # fmt: skip
     _refresh_rules(ctx)
+    if parsed.status == "active":
+        _start_drafts(ctx, sequence_id)
     if old is None or parsed.kind != "step":
         return
     old_order = [step.id for step in old.steps]
@@ -446,7 +498,9 @@ def update_sequence(ctx: Ctx, definition: dict[str, Any]) -> None:
                     timing_of(step), timing_context(ctx, parsed, contact), enrollment.base_at, ctx.now
                 )
             continue
-        if enrollment.wait_deadline is not None or enrollment.status == "blocked":
+        waiting = enrollment.wait_deadline is not None
+        on_task = enrollment.status == "active" and enrollment.due_at is None  # pause_until_complete
+        if waiting or on_task or enrollment.status == "blocked":
             continue
         schedule_next(ctx, enrollment, parsed, contact, base=enrollment.base_at, last_step=last)
         if enrollment.due_at is not None and enrollment.due_at < ctx.now:
