@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from dripflow.cli import contacts, db, events, simulation, worker, workspace
+from dripflow.cli import contacts, db, events, keys, serve, simulation, worker, workspace
 from dripflow.core.errors import UserError
 
 app = typer.Typer(
@@ -21,9 +21,11 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(contacts.app, name="contacts")
 app.add_typer(events.app, name="events")
+app.add_typer(keys.app, name="keys")
 workspace.register(app)
 simulation.register(app)
 worker.register(app)
+serve.register(app)
 
 _err = Console(stderr=True)
 

@@ -22,7 +22,15 @@ from dripflow.engine.ingest import IngestError, ingest
 from dripflow.store.database import transaction
 from dripflow.store.workspaces import rules_key
 
-__all__ = ["IngestReport", "ingest_events"]
+__all__ = ["EventsRefused", "IngestReport", "ingest_events"]
+
+
+class EventsRefused(UserError):
+    """Some events could not be applied, so none were; ``problems`` pairs each line with why."""
+
+    def __init__(self, message: str, problems: list[tuple[int, str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -34,7 +42,7 @@ class IngestReport:
 def ingest_events(engine: Engine, workspace_id: str, events: list[InputEvent], source: Path) -> IngestReport:
     """Apply ``events`` (each at its own ``at``); raises a UserError naming every event refused."""
     applied = duplicates = 0
-    problems: list[str] = []
+    problems: list[tuple[int, str]] = []
     with transaction(engine) as session:
         for item in events:
             clock = VirtualClock(item.at)
@@ -44,18 +52,18 @@ def ingest_events(engine: Engine, workspace_id: str, events: list[InputEvent], s
                     outcome = ingest(ctx, item.data)
             except IngestError as exc:
                 session.info.pop(rules_key(workspace_id), None)  # it may hold a rolled-back edit
-                problems.append(f"{source}:{item.line}: {exc}")
+                problems.append((item.line, str(exc)))
                 continue
             if outcome.applied:
                 applied += 1
             else:
                 duplicates += 1
         if problems:  # raising inside the transaction rolls all of it back
-            shown = problems[:MAX_REPORTED]
+            shown = [f"{source}:{line}: {text}" for line, text in problems[:MAX_REPORTED]]
             if len(problems) > MAX_REPORTED:
                 shown.append(f"… and {len(problems) - MAX_REPORTED} more events refused")
             shown.append(
                 f"nothing was applied: fix the {len(problems)} event(s) above and ingest the file again"
             )
-            raise UserError("\n".join(shown))
+            raise EventsRefused("\n".join(shown), problems)
     return IngestReport(applied, duplicates)

@@ -464,6 +464,22 @@ class BroadcastRun(Base):
     skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class ApiKey(Base):
+    """An API key (SPEC §10): only a hash of its secret is kept; ``prefix`` finds it, ``role`` is
+    admin, write or read, and it sees one workspace only."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_workspace_id", "workspace_id"),)
+
+    prefix: Mapped[str] = mapped_column(String, primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String, ForeignKey("workspaces.id"))
+    secret_hash: Mapped[str] = mapped_column(String)
+    role: Mapped[str] = mapped_column(String)
+    label: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class Task(Base):
     """A to-do created by a task step (SPEC S8)."""
 

@@ -1,0 +1,29 @@
+"""The FastAPI application: one factory, given the database and the clock (injected for tests)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from dripflow import __version__
+from dripflow.api.errors import install_error_handlers
+from dripflow.api.routes import contacts, events, health, sequences
+from dripflow.core.clock import Clock, SystemClock
+
+__all__ = ["create_app"]
+
+
+def create_app(engine: Engine, clock: Clock | None = None) -> FastAPI:
+    app = FastAPI(
+        title="dripflow",
+        version=__version__,
+        description=(
+            "Marketing automation and email sequences. Authenticate with `Authorization: Bearer <key>`."
+        ),
+    )
+    app.state.engine = engine
+    app.state.clock = clock or SystemClock()
+    install_error_handlers(app)
+    for module in (health, events, contacts, sequences):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,68 @@
+"""Every error the API returns has one shape: ``{"error": {"code", "message", "problems"?}}``.
+
+A person reading it can act on ``message``; a program branches on ``code``. No traceback ever
+leaves the server: an unexpected failure is logged and answered with a plain 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dripflow.core.errors import UserError
+
+__all__ = ["ApiError", "install_error_handlers"]
+
+_log = logging.getLogger("dripflow.api")
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, problems: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.problems = problems
+
+
+def _body(code: str, message: str, problems: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if problems:
+        error["problems"] = problems
+    return {"error": error}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(_body(exc.code, exc.message, exc.problems), exc.status, headers=headers)
+
+    @app.exception_handler(UserError)
+    async def user_error(_request: Request, exc: UserError) -> JSONResponse:
+        return JSONResponse(_body("invalid", str(exc)), 422)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"where": ".".join(str(part) for part in item.get("loc", ())), "message": item.get("msg", "")}
+            for item in exc.errors()
+        ]
+        return JSONResponse(_body("invalid_request", "the request is not valid; see problems", problems), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(_body(code, str(exc.detail)), exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        _log.exception("unexpected error", exc_info=exc)
+        return JSONResponse(_body("internal", "an unexpected error occurred; it has been logged"), 500)

@@ -1,0 +1,74 @@
+"""`dripflow events ingest`, `dripflow worker --until-idle` and `dripflow keys create` as a user runs
+them (SPEC §10), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from dripflow.store.apikeys import check_key
+from dripflow.store.tables import Contact, Enrollment
+from tests.acceptance.conftest import Dripflow, assert_no_traceback, store, write
+
+EVENTS_OK = """\
+{"type": "contact.created", "contact": {"email": "ann@example.com", "first_name": "Ann"}}
+{"type": "list.subscribed", "contact": "ann@example.com", "list": "customers", "id": "sub-1"}
+"""
+EVENTS_BAD = """\
+{"type": "list.subscribed", "contact": "bob@example.com", "list": "newsletter"}
+{"type": "list.subscribed", "contact": "cy@example.com", "list": "newsleter"}
+not json
+{"type": "tag.assigned", "contact": "dee@example.com", "tag": "vip", "at": "2099-01-01T00:00:00Z"}
+"""
+
+
+def test_ingest_then_worker_until_idle(
+    dripflow: Dripflow, db_url: str, demo_file: Path, tmp_path: Path
+) -> None:
+    """Events without `at` happen now; the worker runs what they made due and exits when idle;
+    ingesting the same file again applies the event with an id only once (D3)."""
+    assert dripflow("apply", demo_file, "--database", db_url).code == 0
+    events = write(tmp_path / "events.jsonl", EVENTS_OK)
+    first = dripflow("events", "ingest", events, "--database", db_url)
+    assert (first.code, first.out.strip()) == (0, "applied 2 event(s) to workspace acme")
+    again = dripflow("events", "ingest", events, "--database", db_url)
+    assert again.out.strip() == "applied 1 event(s) to workspace acme, 1 already applied before (same id)"
+    worked = dripflow("worker", "--until-idle", "--database", db_url)
+    assert (worked.code, worked.out.strip()) == (0, "ran 1 due enrollment(s) in 1 batch(es)")
+    with store(db_url) as session:  # sent now, or held by the demo's business hours (T6)
+        assert session.scalar(select(Enrollment.status)) in ("active", "queued")
+    idle = dripflow("worker", "--until-idle", "--database", db_url)
+    assert idle.out.strip() == "ran 0 due enrollment(s) in 0 batch(es)"
+
+
+def test_ingest_names_every_bad_line_and_applies_nothing(
+    dripflow: Dripflow, db_url: str, demo_file: Path, tmp_path: Path
+) -> None:
+    dripflow("apply", demo_file, "--database", db_url)
+    events = write(tmp_path / "events.jsonl", EVENTS_BAD)
+    result = dripflow("events", "ingest", events, "--database", db_url)
+    assert_no_traceback(result)
+    assert result.code == 1
+    assert f"{events}:3: not a JSON object" in result.err
+    assert f"{events}:4: `at` 2099-01-01T00:00:00Z is in the future" in result.err
+    fixed = write(tmp_path / "fixed.jsonl", "\n".join(EVENTS_BAD.splitlines()[:2]) + "\n")
+    second = dripflow("events", "ingest", fixed, "--database", db_url)
+    assert second.code == 1
+    assert f"{fixed}:2: unknown list 'newsleter' — did you mean 'newsletter'?" in second.err
+    assert "nothing was applied" in second.err
+    with store(db_url) as session:
+        assert session.scalar(select(func.count()).select_from(Contact)) == 0
+
+
+def test_keys_create_prints_a_working_key_once(dripflow: Dripflow, db_url: str, demo_file: Path) -> None:
+    dripflow("apply", demo_file, "--database", db_url)
+    created = dripflow("keys", "create", "--role", "write", "--database", db_url)
+    key = created.out.strip()
+    assert created.code == 0 and key.startswith("df_")
+    with store(db_url) as session:
+        credential = check_key(session, key)
+        assert credential is not None and (credential.workspace_id, credential.role) == ("acme", "write")
+        assert check_key(session, key[:-1] + ("A" if key[-1] != "A" else "B")) is None
+    wrong = dripflow("keys", "create", "--role", "owner", "--database", db_url)
+    assert wrong.code == 1 and "--role must be one of read, write, admin" in wrong.err
