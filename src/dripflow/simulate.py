@@ -106,10 +106,7 @@ def simulate(
                 item = events[index]
                 index += 1
                 try:
-                    with session.begin_nested():
-                        ingest(
-                            Ctx(session, workspace_id, load_rules(session, workspace_id), clock), item.data
-                        )
+                    ingest(Ctx(session, workspace_id, load_rules(session, workspace_id), clock), item.data)
                 except IngestError as exc:
                     raise UserError(f"{source}:{item.line}: {exc}") from None
                 # What the last event of this moment made due runs in the same transaction, as the

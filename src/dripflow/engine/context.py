@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from dripflow.core.clock import Clock
@@ -72,6 +72,27 @@ _SEQUENCE_CONDITIONS = frozenset({"in_sequence", "finished_sequence", "reached_s
 _RULES_CACHE: dict[tuple[str, str, tuple[tuple[str, int, str, str], ...]], Rules] = {}
 
 
+_HEADS = (
+    select(
+        Workspace.definition_hash,
+        Sequence.id,
+        Sequence.current_version,
+        Sequence.status,
+        SequenceVersion.definition_hash,
+    )
+    .select_from(Workspace)
+    .outerjoin(Sequence, Sequence.workspace_id == Workspace.id)
+    .outerjoin(
+        SequenceVersion,
+        (SequenceVersion.workspace_id == Sequence.workspace_id)
+        & (SequenceVersion.sequence_id == Sequence.id)
+        & (SequenceVersion.version == Sequence.current_version),
+    )
+    .where(Workspace.id == bindparam("workspace_id"))
+    .order_by(Sequence.id)
+)
+
+
 def load_rules(session: Session, workspace_id: str) -> Rules:
     """The workspace's rules, parsed once per applied version (a cache keyed by hashes and versions).
 
@@ -90,25 +111,7 @@ def _load_rules(session: Session, workspace_id: str) -> Rules:
     # One query: the workspace's hash and each sequence's live version, status and content hash.
     # Keyed by content, not by version numbers alone: two stores, or a rolled-back edit, can give
     # the same version number to different definitions.
-    found = session.execute(
-        select(
-            Workspace.definition_hash,
-            Sequence.id,
-            Sequence.current_version,
-            Sequence.status,
-            SequenceVersion.definition_hash,
-        )
-        .select_from(Workspace)
-        .outerjoin(Sequence, Sequence.workspace_id == Workspace.id)
-        .outerjoin(
-            SequenceVersion,
-            (SequenceVersion.workspace_id == Sequence.workspace_id)
-            & (SequenceVersion.sequence_id == Sequence.id)
-            & (SequenceVersion.version == Sequence.current_version),
-        )
-        .where(Workspace.id == workspace_id)
-        .order_by(Sequence.id)
-    ).all()
+    found = session.execute(_HEADS, {"workspace_id": workspace_id}).all()
     if not found:
         raise LookupError(f"no workspace {workspace_id!r}")
     heads = tuple(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dripflow.core.contact_view import OPEN_STATUSES, ContactView
@@ -27,6 +27,7 @@ from dripflow.core.timing import (
 )
 from dripflow.engine.context import Ctx
 from dripflow.store.contacts import ContactRepo
+from dripflow.store.database import is_postgresql
 from dripflow.store.tables import Contact, Enrollment, StepRun
 from dripflow.store.views import load_views
 
@@ -73,6 +74,15 @@ def timing_of(step: StepNode) -> StepTiming:
     )
 
 
+# Hot statements, built once (composing a SELECT costs more than running it on SQLite).
+_PRIOR = select(Enrollment.sequence_id, Enrollment.status, Enrollment.closed_at).where(
+    Enrollment.workspace_id == bindparam("workspace_id"), Enrollment.contact_id == bindparam("contact_id")
+)
+_STEP_RUNS = select(StepRun.enrollment_id, StepRun.step_id, StepRun.occurrence).where(
+    StepRun.enrollment_id.in_(bindparam("ids", expanding=True))
+)
+
+
 def enroll(ctx: Ctx, contact: ContactView, sequence_id: str, *, by: str) -> Enrollment | None:
     """Enroll the contact, or record why not (`not_enrolled`, SPEC §6). ``by`` names the cause."""
     sequence = ctx.rules.sequence(sequence_id)
@@ -81,12 +91,8 @@ def enroll(ctx: Ctx, contact: ContactView, sequence_id: str, *, by: str) -> Enro
         ctx.log("not_enrolled", contact, sequence=sequence_id, reason="sequence_archived", by=by)
         return None
     prior = [
-        PriorEnrollment(row.sequence_id, row.status, row.closed_at)
-        for row in ctx.session.scalars(
-            select(Enrollment).where(
-                Enrollment.workspace_id == ctx.workspace_id, Enrollment.contact_id == contact.id
-            )
-        )
+        PriorEnrollment(*row)
+        for row in ctx.session.execute(_PRIOR, {"workspace_id": ctx.workspace_id, "contact_id": contact.id})
     ]
     refusal = enrollment_refusal(ctx.workspace, sequence, status, contact, prior, ctx.now)
     if refusal is not None:
@@ -106,18 +112,30 @@ def enroll(ctx: Ctx, contact: ContactView, sequence_id: str, *, by: str) -> Enro
         enrolled_at=now,
         paused_at=now if status == "paused" else None,
     )
-    try:
-        with ctx.session.begin_nested():
-            ctx.session.add(row)
-            ctx.session.flush()
-    except IntegrityError:  # another worker enrolled the same contact a moment ago (S1)
+    if not _insert_enrollment(ctx, row):  # another worker enrolled the same contact a moment ago (S1)
         ctx.log("not_enrolled", contact, sequence=sequence_id, reason="already_enrolled", by=by)
         return None
+    ctx.step_runs[row.id] = set()  # a new enrollment has run nothing: no query needed
     ctx.log("enrollment.status", contact, sequence=sequence_id, status=row.status, by=by)
     if contact.lead_status == "inactive":
-        sync_lead_status(ctx, contact)
+        sync_lead_status(ctx, contact, active=True)
     schedule_next(ctx, row, sequence, contact, base=now, last_step=None)
     return row
+
+
+def _insert_enrollment(ctx: Ctx, row: Enrollment) -> bool:
+    """Insert, or False when the open-enrollment key is taken (S1). Only PostgreSQL can race here:
+    SQLite writers are serialised (BEGIN IMMEDIATE), so its check above already decided."""
+    ctx.session.add(row)
+    if not is_postgresql(ctx.session.get_bind().engine):
+        ctx.session.flush()
+        return True
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 def schedule_next(
@@ -218,11 +236,7 @@ def preload_step_runs(ctx: Ctx, enrollment_ids: list[int]) -> None:
         ctx.step_runs.setdefault(enrollment_id, set())
     if not enrollment_ids:
         return
-    rows = ctx.session.execute(
-        select(StepRun.enrollment_id, StepRun.step_id, StepRun.occurrence).where(
-            StepRun.enrollment_id.in_(enrollment_ids)
-        )
-    )
+    rows = ctx.session.execute(_STEP_RUNS, {"ids": enrollment_ids})
     for enrollment_id, step_id, occurrence in rows:
         ctx.step_runs[enrollment_id].add((step_id, occurrence))
 
@@ -266,12 +280,14 @@ def close(ctx: Ctx, row: Enrollment, contact: ContactView, status: str, reason: 
     sync_lead_status(ctx, contact)
 
 
-def sync_lead_status(ctx: Ctx, contact: ContactView) -> None:
-    """L1 after the contact's lists or enrollments changed; the change is journaled."""
+def sync_lead_status(ctx: Ctx, contact: ContactView, *, active: bool | None = None) -> None:
+    """L1 after the contact's lists or enrollments changed; the change is journaled. ``active``:
+    the caller knows the answer (it just subscribed or enrolled the contact), so no query."""
     row = ctx.session.get(Contact, contact.id)
     if row is None:
         return
-    status = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock).derive_lead_status(row, ctx.now)
+    repo = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock)
+    status = repo.derive_lead_status(row, ctx.now, known=active)
     if status is not None:
         ctx.log("contact.status", contact, status=status)
 

@@ -161,8 +161,8 @@ def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView) ->
     assert row is not None
     if kind in _STATE_EVENTS:
         changed = _state_event(ctx, kind, fields, contact, row, repo)
-        if changed:
-            sync_lead_status(ctx, contact)
+        if changed:  # L1: a subscription makes the contact active; anything else is looked up
+            sync_lead_status(ctx, contact, active=True if kind == "list.subscribed" else None)
             emit(ctx, kind, contact.id, fields, origin="event")
         return
     if kind.startswith("email.") or kind == "link.clicked":

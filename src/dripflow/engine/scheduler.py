@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from dripflow.core.clock import Clock
@@ -36,20 +36,27 @@ def run_once(engine: Engine, workspace_id: str, clock: Clock, batch_size: int = 
         return run_due(ctx, batch_size)
 
 
-def run_due(ctx: Ctx, batch_size: int = BATCH_SIZE) -> int:
-    stmt = (
-        select(Enrollment)
-        .where(
-            Enrollment.workspace_id == ctx.workspace_id,
-            Enrollment.status.in_(DUE_STATUSES),
-            Enrollment.due_at <= ctx.now,
-        )
-        .order_by(Enrollment.due_at, Enrollment.id)
-        .limit(batch_size)
+# The claim, built once (with and without SKIP LOCKED): it runs on every pass of every worker.
+_CLAIM = (
+    select(Enrollment)
+    .where(
+        Enrollment.workspace_id == bindparam("workspace_id"),
+        Enrollment.status.in_(DUE_STATUSES),
+        Enrollment.due_at <= bindparam("now"),
     )
-    if is_postgresql(ctx.session.get_bind().engine):
-        stmt = stmt.with_for_update(skip_locked=True)
-    rows = list(ctx.session.scalars(stmt))
+    .order_by(Enrollment.due_at, Enrollment.id)
+    .limit(bindparam("batch"))
+)
+_CLAIM_LOCKED = _CLAIM.with_for_update(skip_locked=True)
+_NEXT_DUE = select(func.min(Enrollment.due_at)).where(
+    Enrollment.workspace_id == bindparam("workspace_id"), Enrollment.status.in_(DUE_STATUSES)
+)
+
+
+def run_due(ctx: Ctx, batch_size: int = BATCH_SIZE) -> int:
+    stmt = _CLAIM_LOCKED if is_postgresql(ctx.session.get_bind().engine) else _CLAIM
+    params = {"workspace_id": ctx.workspace_id, "now": ctx.now, "batch": batch_size}
+    rows = list(ctx.session.scalars(stmt, params))
     if not rows:
         return 0
     views = load_views(ctx.session, ctx.workspace_id, {row.contact_id for row in rows})
@@ -74,8 +81,4 @@ def next_due(engine: Engine, workspace_id: str) -> datetime | None:
 
 
 def due_in(session: Session, workspace_id: str) -> datetime | None:
-    return session.scalar(
-        select(func.min(Enrollment.due_at)).where(
-            Enrollment.workspace_id == workspace_id, Enrollment.status.in_(DUE_STATUSES)
-        )
-    )
+    return session.scalar(_NEXT_DUE, {"workspace_id": workspace_id})

@@ -339,21 +339,16 @@ class ContactRepo:
         )
         return _rowcount(result) > 0
 
-    def derive_lead_status(self, contact: Contact, at: datetime | None = None) -> LeadStatus | None:
+    def derive_lead_status(
+        self, contact: Contact, at: datetime | None = None, known: bool | None = None
+    ) -> LeadStatus | None:
         """SPEC L1 for a contact who is not blacklisted: ``active`` while on a list or in an open
         enrollment (a finished one counts, S13), else ``inactive``. Returns the new status if it
         changed. A derived change is not an act of anyone, so it is journaled, not audited."""
         self._check(contact)
         if contact.lead_status == "blacklisted":
             return None
-        self._session.flush()
-        on_list = select(ContactList.contact_id).where(
-            ContactList.contact_id == contact.id, ContactList.unsubscribed_at.is_(None)
-        )
-        enrolled = select(Enrollment.id).where(
-            Enrollment.contact_id == contact.id, Enrollment.open_key.is_not(None)
-        )
-        active = bool(self._session.scalar(select(exists(on_list) | exists(enrolled))))
+        active = known if known is not None else self._on_list_or_enrolled(contact.id)
         status: LeadStatus = "active" if active else "inactive"
         if contact.lead_status == status:
             return None
@@ -361,6 +356,16 @@ class ContactRepo:
         contact.lead_status_reason = None
         contact.updated_at = self._now(at)
         return status
+
+    def _on_list_or_enrolled(self, contact_id: int) -> bool:
+        self._session.flush()
+        on_list = select(ContactList.contact_id).where(
+            ContactList.contact_id == contact_id, ContactList.unsubscribed_at.is_(None)
+        )
+        enrolled = select(Enrollment.id).where(
+            Enrollment.contact_id == contact_id, Enrollment.open_key.is_not(None)
+        )
+        return bool(self._session.scalar(select(exists(on_list) | exists(enrolled))))
 
     def set_lead_status(
         self, contact: Contact, status: LeadStatus, reason: str | None, actor: str, at: datetime | None = None

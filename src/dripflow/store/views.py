@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import BindParameter, Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from dripflow.core.contact_view import ContactView, EnrollmentView, FactView
@@ -30,48 +30,50 @@ def load_views(session: Session, workspace_id: str, contact_ids: Iterable[int]) 
     return views
 
 
+# The hot path's statements, built once: composing a SELECT costs more than running it on SQLite.
+_W: BindParameter[str] = bindparam("workspace_id")
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+_CONTACTS = select(*Contact.__table__.c).where(Contact.workspace_id == _W, Contact.id.in_(_IDS))
+_LISTS = select(ContactList.contact_id, ContactList.list).where(
+    ContactList.workspace_id == _W, ContactList.contact_id.in_(_IDS), ContactList.unsubscribed_at.is_(None)
+)
+_TAGS = select(ContactTag.contact_id, ContactTag.tag).where(
+    ContactTag.workspace_id == _W, ContactTag.contact_id.in_(_IDS)
+)
+_FACTS = (
+    select(Fact.contact_id, Fact.kind, Fact.key, Fact.at, Fact.detail)
+    .where(Fact.workspace_id == _W, Fact.contact_id.in_(_IDS))
+    .order_by(Fact.at, Fact.id)
+)
+_REACHED = select(StepRun.contact_id, StepRun.sequence_id, StepRun.step_id).where(
+    StepRun.workspace_id == _W, StepRun.contact_id.in_(_IDS)
+)
+_ENROLLMENTS = (
+    select(Enrollment.contact_id, Enrollment.sequence_id, Enrollment.status, Enrollment.finished_at)
+    .where(Enrollment.workspace_id == _W, Enrollment.contact_id.in_(_IDS))
+    .order_by(Enrollment.id)
+)
+
+
 def _load_chunk(session: Session, workspace_id: str, ids: list[int]) -> dict[int, ContactView]:
     # Plain column rows, not ORM objects: a view is a snapshot, and this is the engine's hot path.
-    contacts = session.execute(
-        select(*Contact.__table__.c).where(Contact.workspace_id == workspace_id, Contact.id.in_(ids))
-    ).all()
+    params = {"workspace_id": workspace_id, "ids": ids}
+    contacts = session.execute(_CONTACTS, params).all()
     lists: dict[int, set[str]] = defaultdict(set)
-    for contact_id, name in session.execute(
-        select(ContactList.contact_id, ContactList.list).where(
-            ContactList.workspace_id == workspace_id,
-            ContactList.contact_id.in_(ids),
-            ContactList.unsubscribed_at.is_(None),
-        )
-    ):
+    for contact_id, name in session.execute(_LISTS, params):
         lists[contact_id].add(name)
     tags: dict[int, set[str]] = defaultdict(set)
-    for contact_id, tag in session.execute(
-        select(ContactTag.contact_id, ContactTag.tag).where(
-            ContactTag.workspace_id == workspace_id, ContactTag.contact_id.in_(ids)
-        )
-    ):
+    for contact_id, tag in session.execute(_TAGS, params):
         tags[contact_id].add(tag)
     facts: dict[int, list[FactView]] = defaultdict(list)
-    for contact_id, kind, key, at, detail in session.execute(
-        select(Fact.contact_id, Fact.kind, Fact.key, Fact.at, Fact.detail)
-        .where(Fact.workspace_id == workspace_id, Fact.contact_id.in_(ids))
-        .order_by(Fact.at, Fact.id)
-    ):
+    for contact_id, kind, key, at, detail in session.execute(_FACTS, params):
         facts[contact_id].append(FactView(kind, key, at, detail))
     reached: dict[tuple[int, str], set[str]] = defaultdict(set)
-    for contact_id, sequence_id, step_id in session.execute(
-        select(StepRun.contact_id, StepRun.sequence_id, StepRun.step_id).where(
-            StepRun.workspace_id == workspace_id, StepRun.contact_id.in_(ids)
-        )
-    ):
+    for contact_id, sequence_id, step_id in session.execute(_REACHED, params):
         reached[(contact_id, sequence_id)].add(step_id)
     latest: dict[tuple[int, str], str] = {}
     finished: set[tuple[int, str]] = set()
-    for contact_id, sequence_id, status, finished_at in session.execute(
-        select(Enrollment.contact_id, Enrollment.sequence_id, Enrollment.status, Enrollment.finished_at)
-        .where(Enrollment.workspace_id == workspace_id, Enrollment.contact_id.in_(ids))
-        .order_by(Enrollment.id)
-    ):
+    for contact_id, sequence_id, status, finished_at in session.execute(_ENROLLMENTS, params):
         key = (contact_id, sequence_id)
         latest[key] = status
         if finished_at is not None:
