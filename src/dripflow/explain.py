@@ -100,6 +100,16 @@ def _sentence(record: dict[str, Any]) -> str:
         if status == "active":
             return f"'{seq}' went on."
         return f"Left '{seq}': {status}" + (f" ({reason})." if reason else ".")
+    if kind == "message.sent" and record.get("broadcast"):
+        subject = f' "{record["subject"]}"' if record.get("subject") else ""
+        return (
+            f"Sent the broadcast '{record['broadcast']}'{subject} to {record['to']} "
+            f"(template {record['template']}, from {record.get('mailbox')})."
+        )
+    if kind == "broadcast.skipped":
+        capped = "the contact already had as many marketing emails as the frequency cap allows (D7)"
+        because = capped if reason == "frequency_cap" else str(reason)
+        return f"The broadcast '{record['broadcast']}' was not sent to the contact: {because}."
     if kind == "message.sent":
         variant = f", split-test variant {record['variant']}" if record.get("variant") else ""
         subject = f' "{record["subject"]}"' if record.get("subject") else ""

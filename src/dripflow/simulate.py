@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from dripflow.core.clock import VirtualClock
 from dripflow.core.errors import UserError
 from dripflow.core.model import Workspace as WorkspaceDef
+from dripflow.engine.broadcasts import next_broadcast_due, send_due_broadcasts
 from dripflow.engine.context import Ctx, load_rules
 from dripflow.engine.eventfile import InputEvent, format_at, parse_at, read_events
 from dripflow.engine.ingest import IngestError, ingest
-from dripflow.engine.scheduler import due_in, next_due, run_due
+from dripflow.engine.scheduler import due_in, run_due
 from dripflow.store.database import make_engine, transaction
 from dripflow.store.migrate import upgrade
 from dripflow.store.tables import Contact, Enrollment, JournalEntry
@@ -89,7 +91,8 @@ def simulate(
     workspace_id = workspace.workspace.id
     index, passes, last_moment = 0, 0, start
     source = str(events_path) if events_path is not None else "events"
-    due = next_due(engine, workspace_id)
+    with transaction(engine) as session:
+        due = _next_moment(session, workspace_id)
     while True:
         event_at = events[index].at if index < len(events) else None
         moments = [t for t in (event_at, due) if t is not None and t <= until]
@@ -112,11 +115,18 @@ def simulate(
                 # What the last event of this moment made due runs in the same transaction, as the
                 # next pass would (events of one moment all go in before its steps run).
                 if index < len(events) and events[index].at <= moment:
-                    due = due_in(session, workspace_id)
+                    due = _next_moment(session, workspace_id)
                     continue
             run_due(Ctx(session, workspace_id, load_rules(session, workspace_id), clock))
-            due = due_in(session, workspace_id)
+            send_due_broadcasts(Ctx(session, workspace_id, load_rules(session, workspace_id), clock))
+            due = _next_moment(session, workspace_id)
     return SimulationResult(_journal(engine, workspace_id), engine, workspace_id)
+
+
+def _next_moment(session: Session, workspace_id: str) -> datetime | None:
+    """Where the virtual clock jumps next: a due step or a broadcast wave (webhooks are captured)."""
+    moments = [t for t in (due_in(session, workspace_id), next_broadcast_due(session, workspace_id)) if t]
+    return min(moments, default=None)
 
 
 def _journal(engine: Engine, workspace_id: str) -> list[dict[str, Any]]:

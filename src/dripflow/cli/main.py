@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from dripflow.cli import contacts, db, events, keys, serve, simulation, worker, workspace
+from dripflow.cli import contacts, db, events, keys, outbox, serve, simulation, worker, workspace
 from dripflow.core.errors import UserError
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(contacts.app, name="contacts")
 app.add_typer(events.app, name="events")
 app.add_typer(keys.app, name="keys")
+app.add_typer(outbox.app, name="outbox")
 workspace.register(app)
 simulation.register(app)
 worker.register(app)

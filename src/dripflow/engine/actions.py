@@ -37,6 +37,7 @@ from dripflow.core.contact_view import ContactView
 from dripflow.engine.context import Ctx
 from dripflow.engine.enrollments import close, enroll, open_enrollments
 from dripflow.engine.triggers import emit
+from dripflow.engine.webhooks import action_webhook_key, queue_webhook
 from dripflow.store.contacts import ContactRepo
 from dripflow.store.tables import Contact, Fact
 
@@ -155,7 +156,8 @@ def _elsewhere(ctx: Ctx, contact: ContactView, action: Action, fire: Any) -> tup
     integration = ctx.workspace.delivery.integrations
     url = getattr(integration, "webhook", None) if integration is not None else None
     if isinstance(action, Webhook):
-        ctx.log("webhook.queued", contact, url=action.arg.url, event=action.kind)
+        delivery = action_webhook_key(ctx, contact.id, action.kind)
+        queue_webhook(ctx, contact, action.kind, action.arg.payload, delivery, url=action.arg.url)
         return True, dumped
     event = _ELSEWHERE_EVENTS[type(action)]
     key, detail = _fact_key(dumped)
@@ -170,7 +172,8 @@ def _elsewhere(ctx: Ctx, contact: ContactView, action: Action, fire: Any) -> tup
     record_fact(ctx, contact.id, event, key, detail)
     fire(event, {_MAIN_FIELD.get(event, "key"): key, **detail})
     if url is not None:
-        ctx.log("webhook.queued", contact, url=url, event=event)
+        payload = {"action": action.kind, "value": dumped}
+        queue_webhook(ctx, contact, event, payload, action_webhook_key(ctx, contact.id, event), url=url)
     return True, dumped
 
 

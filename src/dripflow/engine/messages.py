@@ -6,9 +6,12 @@ With no SMTP configured the outbox is the dev inbox (SPEC §10): messages stay t
 
 from __future__ import annotations
 
+import os
+
 from sqlalchemy import Executable, select
 
 from dripflow.core.contact_view import ContactView
+from dripflow.delivery.transport import ENV_SMTP_URL
 from dripflow.engine.context import Ctx
 from dripflow.store.database import dialect_insert
 from dripflow.store.tables import Enrollment, Message
@@ -104,7 +107,9 @@ def _insert_statement(ctx: Ctx) -> Executable:
 
 def _initial_status(ctx: Ctx, channel: str) -> str:
     delivery = ctx.workspace.delivery
-    configured = delivery.smtp is not None if channel == "email" else delivery.sms is not None
+    # DRIPFLOW_SMTP_URL overrides delivery.smtp (SPEC §10): either makes email go out for real.
+    smtp = delivery.smtp is not None or bool(os.environ.get(ENV_SMTP_URL))
+    configured = smtp if channel == "email" else delivery.sms is not None
     return "queued" if configured and not getattr(ctx.clock, "virtual", False) else "captured"
 
 

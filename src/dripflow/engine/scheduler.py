@@ -23,7 +23,7 @@ from dripflow.store.database import is_postgresql, transaction
 from dripflow.store.tables import Enrollment
 from dripflow.store.views import load_views
 
-__all__ = ["DUE_STATUSES", "due_in", "next_due", "run_due", "run_once"]
+__all__ = ["DUE_STATUSES", "due_in", "run_due", "run_once"]
 
 DUE_STATUSES = ("active", "queued", "blocked")
 BATCH_SIZE = 500
@@ -72,12 +72,6 @@ def run_due(ctx: Ctx, batch_size: int = BATCH_SIZE) -> int:
     ctx.session.flush()
     ctx.flush_journal()
     return len(rows)
-
-
-def next_due(engine: Engine, workspace_id: str) -> datetime | None:
-    """The earliest moment anything is due: where a virtual clock jumps next (SPEC X1)."""
-    with transaction(engine) as session:
-        return due_in(session, workspace_id)
 
 
 def due_in(session: Session, workspace_id: str) -> datetime | None:

@@ -1,4 +1,5 @@
-"""`dripflow worker`: the scheduler under the wall clock, for every workspace in the database.
+"""`dripflow worker`: the scheduler, broadcasts, webhooks and email delivery under the wall
+clock, for every workspace in the database.
 
 Each pass claims due enrollments in batches (``scheduler.run_once``; on PostgreSQL with ``FOR
 UPDATE SKIP LOCKED``, so any number of workers can share one database) and commits each batch
@@ -17,7 +18,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, select
 
 from dripflow.core.clock import Clock
-from dripflow.engine.scheduler import next_due, run_once
+from dripflow.delivery.outbox import deliver_pending, next_delivery_due
+from dripflow.delivery.transport import Transport, transport_for
+from dripflow.engine.broadcasts import next_broadcast_due, send_due_broadcasts
+from dripflow.engine.context import Ctx, load_rules
+from dripflow.engine.scheduler import due_in, run_once
+from dripflow.engine.webhooks import Post, deliver_webhooks, http_post, next_webhook_due
 from dripflow.store.database import transaction
 from dripflow.store.tables import Workspace
 
@@ -28,6 +34,9 @@ __all__ = ["WorkerStats", "run_worker"]
 class WorkerStats:
     claimed: int = 0
     batches: int = 0
+    broadcast: int = 0
+    webhooks: int = 0
+    delivered: int = 0
     per_workspace: dict[str, int] = field(default_factory=dict)
 
 
@@ -40,8 +49,10 @@ def run_worker(
     poll: float = 1.0,
     stop: threading.Event | None = None,
     on_batch: Callable[[str, int], None] | None = None,
+    post: Post = http_post,
 ) -> WorkerStats:
-    """Run due steps until stopped (or, with ``until_idle``, until nothing is due now)."""
+    """Run due steps, broadcasts and webhooks until stopped (or, with ``until_idle``, until
+    nothing is due now)."""
     stop = stop or threading.Event()
     stats = WorkerStats()
     while not stop.is_set():
@@ -58,14 +69,45 @@ def run_worker(
                 stats.per_workspace[workspace_id] = stats.per_workspace.get(workspace_id, 0) + claimed
                 if on_batch is not None:
                     on_batch(workspace_id, claimed)
+            if stop.is_set():
+                break
+            stats.broadcast += _broadcasts(engine, workspace_id, clock)
+            stats.webhooks += deliver_webhooks(engine, workspace_id, clock, post)
+            transport = _transport(engine, workspace_id)
+            if transport is not None:
+                stats.delivered += deliver_pending(engine, workspace_id, clock, transport)
         if worked:
             continue
-        upcoming = [due for workspace_id in ids if (due := next_due(engine, workspace_id)) is not None]
         now = clock.now()
+        upcoming = [due for workspace_id in ids for due in _upcoming(engine, workspace_id) if due is not None]
         if until_idle and not any(due <= now for due in upcoming):
             break
         stop.wait(_sleep_for(min(upcoming, default=None), now, poll))
     return stats
+
+
+def _broadcasts(engine: Engine, workspace_id: str, clock: Clock) -> int:
+    with transaction(engine) as session:
+        if next_broadcast_due(session, workspace_id) is None:
+            return 0
+        return send_due_broadcasts(Ctx(session, workspace_id, load_rules(session, workspace_id), clock))
+
+
+def _transport(engine: Engine, workspace_id: str) -> Transport | None:
+    """The workspace's SMTP transport (DRIPFLOW_SMTP_URL or delivery.smtp); None: capture only."""
+    with transaction(engine) as session:
+        return transport_for(load_rules(session, workspace_id).workspace.delivery)
+
+
+def _upcoming(engine: Engine, workspace_id: str) -> list[datetime | None]:
+    with transaction(engine) as session:
+        steps, broadcasts = due_in(session, workspace_id), next_broadcast_due(session, workspace_id)
+    return [
+        steps,
+        broadcasts,
+        next_webhook_due(engine, workspace_id),
+        next_delivery_due(engine, workspace_id),
+    ]
 
 
 def _sleep_for(due: datetime | None, now: datetime, poll: float) -> float:
