@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -11,6 +10,7 @@ from sqlalchemy import select
 
 from dripflow.api.deps import EngineDep, reader
 from dripflow.api.errors import ApiError
+from dripflow.api.schemas import EnrollmentOut, enrollment_out
 from dripflow.explain import explain_contact
 from dripflow.store.contacts import ContactRepo
 from dripflow.store.database import transaction
@@ -18,15 +18,6 @@ from dripflow.store.tables import Enrollment
 from dripflow.store.views import load_views
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
-
-
-class EnrollmentOut(BaseModel):
-    id: int
-    sequence: str
-    status: str
-    reason: str | None
-    next_step: str | None
-    due_at: datetime | None
 
 
 class ContactOut(BaseModel):
@@ -75,17 +66,7 @@ def get_contact(contact: str, credential: reader, engine: EngineDep) -> ContactO
             lists=sorted(view.lists),
             tags=sorted(view.tags),
             fields=dict(view.fields),
-            enrollments=[
-                EnrollmentOut(
-                    id=item.id,
-                    sequence=item.sequence_id,
-                    status=item.status,
-                    reason=item.reason,
-                    next_step=item.next_step,
-                    due_at=item.due_at,
-                )
-                for item in enrollments
-            ],
+            enrollments=[enrollment_out(item) for item in enrollments],
         )
 
 

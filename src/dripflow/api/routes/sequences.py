@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 from fastapi import APIRouter, Query
@@ -12,6 +11,7 @@ from sqlalchemy import select
 
 from dripflow.api.deps import ClockDep, EngineDep, admin, reader
 from dripflow.api.errors import ApiError
+from dripflow.api.schemas import EnrollmentOut, enrollment_out
 from dripflow.engine.eventfile import InputEvent
 from dripflow.engine.ingest_file import ingest_events
 from dripflow.store.database import transaction
@@ -29,18 +29,8 @@ class SequenceOut(BaseModel):
     steps: list[str]
 
 
-class EnrollmentRow(BaseModel):
-    id: int
-    contact_id: int
-    sequence: str
-    status: str
-    reason: str | None
-    next_step: str | None
-    due_at: datetime | None
-
-
 class EnrollmentPage(BaseModel):
-    items: list[EnrollmentRow]
+    items: list[EnrollmentOut]
     next_cursor: str | None
 
 
@@ -121,16 +111,5 @@ def list_enrollments(
         stmt = stmt.where(Enrollment.status == status)
     with transaction(engine) as session:
         rows = list(session.scalars(stmt))
-        items = [
-            EnrollmentRow(
-                id=row.id,
-                contact_id=row.contact_id,
-                sequence=row.sequence_id,
-                status=row.status,
-                reason=row.reason,
-                next_step=row.next_step,
-                due_at=row.due_at,
-            )
-            for row in rows[:limit]
-        ]
+        items = [enrollment_out(row) for row in rows[:limit]]
     return EnrollmentPage(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
