@@ -325,6 +325,7 @@ class Enrollment(Base):
         _contact_fk(),
         UniqueConstraint("workspace_id", "contact_id", "open_key"),
         Index("ix_enrollments_status_due_at", "status", "due_at"),
+        Index("ix_enrollments_workspace_id_status_due_at", "workspace_id", "status", "due_at"),
         Index("ix_enrollments_workspace_id_sequence_id_status", "workspace_id", "sequence_id", "status"),
         _sqlite_no_reuse(),
     )
