@@ -62,8 +62,10 @@ ADMIN_TYPES = (
     "admin.contact.whitelist",
     "admin.task.complete",
 )
+# The field an event's fact is filed under (§3 conditions read it). `link` comes before `sequence`:
+# a click carries its email's sequence too, and `clicked_link` must find it under the link.
 _MAIN_FIELDS = (
-    "list", "tag", "form", "page", "sequence", "link", "product", "video", "membership",
+    "list", "tag", "form", "page", "link", "sequence", "product", "video", "membership",
     "webinar", "calendar", "survey", "task",
 )  # fmt: skip
 _STATE_EVENTS = {"list.subscribed", "list.unsubscribed", "tag.assigned", "tag.removed", "unsubscribed"}

@@ -15,9 +15,9 @@ from dripflow.delivery.transport import ENV_SMTP_URL
 from dripflow.engine.context import Ctx
 from dripflow.store.database import dialect_insert
 from dripflow.store.tables import Enrollment, Message
-from dripflow.tracking.tokens import secret_key, sign
+from dripflow.tracking.tokens import tracking_path
 
-__all__ = ["insert_message", "link_url", "unsubscribe_url"]
+__all__ = ["insert_message", "link_url", "open_url", "unsubscribe_url"]
 
 
 def _base_url(ctx: Ctx) -> str:
@@ -27,7 +27,7 @@ def _base_url(ctx: Ctx) -> str:
 def unsubscribe_url(ctx: Ctx, key: str, contact_id: int, sequence_id: str | None) -> str:
     """D1: a sequence email's link leaves that sequence, with a choice to leave everything."""
     payload = {"c": contact_id, "m": key, "s": sequence_id}
-    return f"{_base_url(ctx)}/t/u/{sign(secret_key(ctx.workspace_id), payload)}"
+    return _base_url(ctx) + tracking_path("u", ctx.workspace_id, payload)
 
 
 def link_url(ctx: Ctx, key: str, contact_id: int, name: str) -> str:
@@ -35,7 +35,12 @@ def link_url(ctx: Ctx, key: str, contact_id: int, name: str) -> str:
     if name not in links:
         raise KeyError(f"no tracking link named {name!r} in the catalog")
     payload = {"c": contact_id, "m": key, "l": name}
-    return f"{_base_url(ctx)}/t/c/{sign(secret_key(ctx.workspace_id), payload)}"
+    return _base_url(ctx) + tracking_path("c", ctx.workspace_id, payload)
+
+
+def open_url(ctx: Ctx, key: str, contact_id: int) -> str:
+    """D2: the open pixel of message ``key`` (an ``<img>`` the HTML part may end with)."""
+    return _base_url(ctx) + tracking_path("o", ctx.workspace_id, {"c": contact_id, "m": key, "o": 1})
 
 
 def insert_message(
