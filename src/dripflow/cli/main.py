@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from dripflow.cli import contacts, db, events, keys, outbox, serve, simulation, worker, workspace
+from dripflow.cli import contacts, db, events, inbound, keys, outbox, serve, simulation, worker, workspace
 from dripflow.core.errors import UserError
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ workspace.register(app)
 simulation.register(app)
 worker.register(app)
 serve.register(app)
+inbound.register(app)
 
 _err = Console(stderr=True)
 
