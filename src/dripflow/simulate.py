@@ -105,11 +105,13 @@ def simulate(
         last_moment = moment
         clock.set(moment)
         with transaction(engine) as session:
+            ctx: Ctx | None = None  # one context per transaction: its caches stay valid within it
             if event_at is not None and event_at <= moment:
                 item = events[index]
                 index += 1
+                ctx = Ctx(session, workspace_id, load_rules(session, workspace_id), clock)
                 try:
-                    ingest(Ctx(session, workspace_id, load_rules(session, workspace_id), clock), item.data)
+                    ingest(ctx, item.data)
                 except IngestError as exc:
                     raise UserError(f"{source}:{item.line}: {exc}") from None
                 # What the last event of this moment made due runs in the same transaction, as the
@@ -117,8 +119,10 @@ def simulate(
                 if index < len(events) and events[index].at <= moment:
                     due = _next_moment(session, workspace_id)
                     continue
-            run_due(Ctx(session, workspace_id, load_rules(session, workspace_id), clock))
-            send_due_broadcasts(Ctx(session, workspace_id, load_rules(session, workspace_id), clock))
+            if ctx is None:
+                ctx = Ctx(session, workspace_id, load_rules(session, workspace_id), clock)
+            run_due(ctx)
+            send_due_broadcasts(ctx)
             due = _next_moment(session, workspace_id)
     return SimulationResult(_journal(engine, workspace_id), engine, workspace_id)
 

@@ -72,3 +72,21 @@ def test_keys_create_prints_a_working_key_once(dripflow: Dripflow, db_url: str, 
         assert check_key(session, key[:-1] + ("A" if key[-1] != "A" else "B")) is None
     wrong = dripflow("keys", "create", "--role", "owner", "--database", db_url)
     assert wrong.code == 1 and "--role must be one of read, write, admin" in wrong.err
+
+
+def test_ingest_names_bad_contacts_and_dates_without_a_traceback(
+    dripflow: Dripflow, db_url: str, demo_file: Path, tmp_path: Path
+) -> None:
+    dripflow("apply", demo_file, "--database", db_url)
+    bad = write(
+        tmp_path / "bad.jsonl",
+        '{"type": "tag.assigned", "contact": "", "tag": "vip"}\n'
+        '{"type": "tag.assigned", "contact": "a@b.test", "tag": "vip", "at": "0001-01-01T00:00:00+05:00"}\n',
+    )
+    dates = dripflow("events", "ingest", bad, "--database", db_url)
+    assert_no_traceback(dates)
+    assert f"{bad}:2: `at` '0001-01-01T00:00:00+05:00' is out of range" in dates.err
+    write(bad, '{"type": "tag.assigned", "contact": "", "tag": "vip"}\n')
+    contact = dripflow("events", "ingest", bad, "--database", db_url)
+    assert_no_traceback(contact)
+    assert f"{bad}:1: contact: email is empty" in contact.err

@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 
 from dripflow import __version__
 from dripflow.api.errors import install_error_handlers
-from dripflow.api.routes import contacts, events, health, sequences, tracking
+from dripflow.api.routes import contacts, events, health, metrics, sequences, tracking
 from dripflow.core.clock import Clock, SystemClock
 
 __all__ = ["create_app"]
@@ -24,6 +24,6 @@ def create_app(engine: Engine, clock: Clock | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.clock = clock or SystemClock()
     install_error_handlers(app)
-    for module in (health, events, contacts, sequences, tracking):
+    for module in (health, events, contacts, sequences, tracking, metrics):
         app.include_router(module.router)
     return app

@@ -12,13 +12,63 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dripflow.core.errors import UserError
 
-__all__ = ["ApiError", "install_error_handlers"]
+__all__ = ["ApiError", "ErrorBody", "error_responses", "install_error_handlers"]
 
 _log = logging.getLogger("dripflow.api")
+
+
+class Problem(BaseModel):
+    """One thing wrong with a request: ``where`` (a field path) or ``index`` (an event), and what."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+    where: str | None = None
+    index: int | None = None
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(
+        description="For programs: `unauthorized`, `forbidden`, `not_found`, `invalid_request`, ..."
+    )
+    message: str = Field(description="For people: what is wrong and what to do about it.")
+    problems: list[Problem] = Field(
+        default_factory=list, description="Present when the request has several things wrong."
+    )
+
+
+class ErrorBody(BaseModel):
+    """The body of every error the API answers."""
+
+    error: ErrorDetail
+
+
+_MEANINGS = {
+    400: "The body cannot be read: send JSON in UTF-8.",
+    401: "No API key, or an unknown or revoked one.",
+    403: "The key's role does not allow this.",
+    404: "Nothing by that name in the key's workspace.",
+    413: "Too much in one request.",
+    422: "The request is not valid; `problems` says where, when there are several.",
+    503: "Not ready: the database does not answer.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route or router: these statuses answer an :class:`ErrorBody`."""
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorBody, "description": _MEANINGS[status]} for status in statuses
+    }
+    if 401 in responses:
+        responses[401]["headers"] = {
+            "WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}
+        }
+    return responses
 
 
 class ApiError(Exception):
@@ -59,7 +109,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
         return JSONResponse(_body(code, str(exc.detail)), exc.status_code)
 
     @app.exception_handler(Exception)

@@ -144,6 +144,8 @@ class Emitted:
     fields: dict[str, Any]
     origin: str
     depth: int
+    # The contact as the event left it, when its emitter knows (saves reloading it: hot path).
+    view: ContactView | None = None
 
 
 @dataclass

@@ -232,8 +232,9 @@ def ran_steps(ctx: Ctx, row: Enrollment) -> set[tuple[str, str]]:
 
 def preload_step_runs(ctx: Ctx, enrollment_ids: list[int]) -> None:
     """Load the step runs of a whole claimed batch in one query (no round trip per step)."""
+    enrollment_ids = [item for item in enrollment_ids if item not in ctx.step_runs]
     for enrollment_id in enrollment_ids:
-        ctx.step_runs.setdefault(enrollment_id, set())
+        ctx.step_runs[enrollment_id] = set()
     if not enrollment_ids:
         return
     rows = ctx.session.execute(_STEP_RUNS, {"ids": enrollment_ids})

@@ -28,7 +28,10 @@ def parse_at(text: object, where: str) -> datetime:
         raise UserError(f"{where}: `at` {text!r} is not an ISO time such as 2026-11-22T13:37:00Z") from None
     if moment.tzinfo is None:
         raise UserError(f"{where}: `at` {text!r} has no time zone; end it with Z for UTC")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise UserError(f"{where}: `at` {text!r} is out of range") from None
 
 
 def format_at(moment: datetime) -> str:

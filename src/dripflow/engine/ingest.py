@@ -7,7 +7,7 @@ Operator commands (``admin.*``) arrive in the same form and are handled here too
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -106,6 +106,14 @@ def ingest(ctx: Ctx, event: dict[str, Any]) -> Outcome:
 
 
 def _contact(ctx: Ctx, event: dict[str, Any]) -> ContactView | None:
+    """The contact an event names, created or updated; bad contact data is the event's fault."""
+    try:
+        return _contact_of(ctx, event)
+    except (ValueError, TypeError) as exc:  # an empty email, a bad address or field (from the store)
+        raise IngestError(f"contact: {exc}") from None
+
+
+def _contact_of(ctx: Ctx, event: dict[str, Any]) -> ContactView | None:
     given = event.get("contact")
     if given is None:
         if event.get("type", "").startswith("admin.sequence"):
@@ -165,7 +173,7 @@ def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView) ->
         changed = _state_event(ctx, kind, fields, contact, row, repo)
         if changed:  # L1: a subscription makes the contact active; anything else is looked up
             sync_lead_status(ctx, contact, active=True if kind == "list.subscribed" else None)
-            emit(ctx, kind, contact.id, fields, origin="event")
+            emit(ctx, kind, contact.id, fields, origin="event", view=_after(kind, fields, contact, row))
         return
     if kind.startswith("email.") or kind == "link.clicked":
         # S12 `clicked` needs the click's sequence: taken from its message, as for email events
@@ -192,6 +200,23 @@ def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView) ->
     elif kind == "task.completed":
         _complete_task(ctx, contact, fields)
     emit(ctx, kind, contact.id, fields, origin="event")
+
+
+def _after(kind: str, fields: dict[str, Any], contact: ContactView, row: Contact) -> ContactView | None:
+    """The contact after a list or tag change, without reloading it; None when it is not that
+    simple (a global unsubscribe closes enrollments: reload)."""
+    name = fields.get("list") if kind.startswith("list.") else fields.get("tag")
+    if not isinstance(name, str):
+        return None
+    if kind == "list.subscribed":
+        return replace(contact, lists=contact.lists | {name}, lead_status=row.lead_status)
+    if kind == "list.unsubscribed":
+        return replace(contact, lists=contact.lists - {name}, lead_status=row.lead_status)
+    if kind == "tag.assigned":
+        return replace(contact, tags=contact.tags | {name}, lead_status=row.lead_status)
+    if kind == "tag.removed":
+        return replace(contact, tags=contact.tags - {name}, lead_status=row.lead_status)
+    return None
 
 
 def _state_event(

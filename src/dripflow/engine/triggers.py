@@ -23,9 +23,18 @@ MAX_DEPTH = 10
 
 
 def emit(
-    ctx: Ctx, type: str, contact_id: int, fields: dict[str, Any], *, origin: str, depth: int = 0
+    ctx: Ctx,
+    type: str,
+    contact_id: int,
+    fields: dict[str, Any],
+    *,
+    origin: str,
+    depth: int = 0,
+    view: ContactView | None = None,
 ) -> None:
-    ctx.pending.append(Emitted(type, contact_id, fields, origin, depth))
+    """Queue an event for the triggers. ``view``: the contact exactly as the event left it, if the
+    emitter knows; it is used only when nothing else has been handled in between."""
+    ctx.pending.append(Emitted(type, contact_id, fields, origin, depth, view))
 
 
 def trigger_matches(trigger: TriggerNode, event_type: str, fields: dict[str, Any]) -> bool:
@@ -53,11 +62,14 @@ def drain(ctx: Ctx) -> None:
     """Handle every queued event, including those its handling causes, until none is left."""
     from dripflow.engine.enrollments import refresh_view
 
+    handled = False
     while ctx.pending:
         event = ctx.pending.popleft()
         if _unheard(ctx, event):
             continue
-        contact = refresh_view(ctx, event.contact_id)
+        hint = event.view if not handled else None  # an earlier handler may have changed it
+        handled = True
+        contact = hint or refresh_view(ctx, event.contact_id)
         if contact is None:
             continue
         _handle(ctx, event, contact)

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select
 from dripflow.core.clock import Clock
 from dripflow.delivery.outbox import deliver_pending, next_delivery_due
 from dripflow.delivery.transport import Transport, transport_for
+from dripflow.engine import metrics
 from dripflow.engine.broadcasts import next_broadcast_due, send_due_broadcasts
 from dripflow.engine.context import Ctx, load_rules
 from dripflow.engine.scheduler import due_in, run_once
@@ -67,15 +68,20 @@ def run_worker(
                 stats.claimed += claimed
                 stats.batches += 1
                 stats.per_workspace[workspace_id] = stats.per_workspace.get(workspace_id, 0) + claimed
+                metrics.batch_run(workspace_id, claimed)
                 if on_batch is not None:
                     on_batch(workspace_id, claimed)
             if stop.is_set():
                 break
             stats.broadcast += _broadcasts(engine, workspace_id, clock)
-            stats.webhooks += deliver_webhooks(engine, workspace_id, clock, post)
+            webhooks = deliver_webhooks(engine, workspace_id, clock, post)
+            stats.webhooks += webhooks
+            metrics.webhooks_delivered(workspace_id, webhooks)
             transport = _transport(engine, workspace_id)
             if transport is not None:
-                stats.delivered += deliver_pending(engine, workspace_id, clock, transport)
+                delivered = deliver_pending(engine, workspace_id, clock, transport)
+                stats.delivered += delivered
+                metrics.messages_sent(workspace_id, delivered)
         if worked:
             continue
         now = clock.now()

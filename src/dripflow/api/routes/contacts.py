@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from dripflow.api.deps import EngineDep, reader
-from dripflow.api.errors import ApiError
+from dripflow.api.deps import EngineDep, reader, refuse_nul
+from dripflow.api.errors import ApiError, error_responses
 from dripflow.api.schemas import EnrollmentOut, enrollment_out
 from dripflow.explain import explain_contact
 from dripflow.store.contacts import ContactRepo
@@ -17,7 +17,12 @@ from dripflow.store.database import transaction
 from dripflow.store.tables import Enrollment
 from dripflow.store.views import load_views
 
-router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
+router = APIRouter(
+    prefix="/v1/contacts",
+    tags=["contacts"],
+    responses=error_responses(401, 403, 422),
+    dependencies=[Depends(refuse_nul)],
+)
 
 
 class ContactOut(BaseModel):
@@ -41,7 +46,7 @@ class Explanation(BaseModel):
     lines: list[str]
 
 
-@router.get("/{contact}", response_model=ContactOut)
+@router.get("/{contact}", response_model=ContactOut, responses=error_responses(404))
 def get_contact(contact: str, credential: reader, engine: EngineDep) -> ContactOut:
     with transaction(engine) as session:
         row = ContactRepo(session, credential.workspace_id).get(contact)
@@ -70,7 +75,7 @@ def get_contact(contact: str, credential: reader, engine: EngineDep) -> ContactO
         )
 
 
-@router.get("/{contact}/explain", response_model=Explanation)
+@router.get("/{contact}/explain", response_model=Explanation, responses=error_responses(404))
 def explain(contact: str, credential: reader, engine: EngineDep, sequence: str | None = None) -> Explanation:
     """Why the contact did or did not get each step, and what happens next (X5)."""
     with transaction(engine) as session:

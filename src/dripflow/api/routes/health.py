@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from dripflow.api.deps import EngineDep
+from dripflow.api.errors import error_responses
 
 router = APIRouter(tags=["health"])
 
@@ -17,7 +18,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
+@router.get("/readyz", response_model=None, responses=error_responses(503))
 def readyz(engine: EngineDep) -> dict[str, str] | JSONResponse:
     try:
         with engine.connect() as connection:

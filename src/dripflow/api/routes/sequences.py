@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from dripflow.api.deps import ClockDep, EngineDep, admin, reader
-from dripflow.api.errors import ApiError
+from dripflow.api.deps import ClockDep, EngineDep, admin, reader, refuse_nul
+from dripflow.api.errors import ApiError, error_responses
 from dripflow.api.schemas import EnrollmentOut, enrollment_out
 from dripflow.engine.eventfile import InputEvent
 from dripflow.engine.ingest_file import ingest_events
@@ -18,7 +18,12 @@ from dripflow.store.database import transaction
 from dripflow.store.tables import Enrollment, Sequence
 from dripflow.store.workspaces import current_versions
 
-router = APIRouter(prefix="/v1", tags=["sequences"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["sequences"],
+    responses=error_responses(401, 403, 422),
+    dependencies=[Depends(refuse_nul)],
+)
 
 
 class SequenceOut(BaseModel):
@@ -39,13 +44,13 @@ def list_sequences(credential: reader, engine: EngineDep) -> list[SequenceOut]:
     return _sequences(engine, credential.workspace_id)
 
 
-@router.post("/sequences/{sequence_id}/pause", response_model=SequenceOut)
+@router.post("/sequences/{sequence_id}/pause", response_model=SequenceOut, responses=error_responses(404))
 def pause(sequence_id: str, credential: admin, engine: EngineDep, clock: ClockDep) -> SequenceOut:
     """S5: the sequence executes nothing; its enrollments show `paused`."""
     return _command(sequence_id, "admin.sequence.pause", credential.workspace_id, engine, clock)
 
 
-@router.post("/sequences/{sequence_id}/resume", response_model=SequenceOut)
+@router.post("/sequences/{sequence_id}/resume", response_model=SequenceOut, responses=error_responses(404))
 def resume(sequence_id: str, credential: admin, engine: EngineDep, clock: ClockDep) -> SequenceOut:
     """S5: `continue` keeps due times (overdue fire at once); `restart` restarts the current delay."""
     return _command(sequence_id, "admin.sequence.resume", credential.workspace_id, engine, clock)
