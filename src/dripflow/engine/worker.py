@@ -116,10 +116,13 @@ def _upcoming(engine: Engine, workspace_id: str) -> list[datetime | None]:
     ]
 
 
+_BUSY_WAIT = 0.05  # something is due but another worker holds it: look again soon, not at once
+
+
 def _sleep_for(due: datetime | None, now: datetime, poll: float) -> float:
     if due is None:
         return poll
-    return max(0.0, min(poll, (due - now) / timedelta(seconds=1)))
+    return max(min(_BUSY_WAIT, poll), min(poll, (due - now) / timedelta(seconds=1)))
 
 
 def _workspaces(engine: Engine) -> list[str]:
