@@ -10,7 +10,7 @@ import sys
 # name -> module under bench/ exposing `add_arguments(parser)` and `run(args)`.
 BENCHMARKS = {
     "import": "bench.import_csv",
-    "sequence": "bench.sequence",
+    "simulate": "bench.simulate",
 }
 
 
