@@ -36,4 +36,4 @@ Starting the server (API, scheduler, capture outbox) — stop it with Ctrl-C. Tr
   $dripflow outbox list          # the dev inbox: what the engine built
 API docs: http://127.0.0.1:$port/docs   (admin key for this demo: $key)
 EOT
-exec $dripflow serve --port "$port"
+exec $dripflow serve --port "$port" --dev-secret

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from dripflow.store.apikeys import check_key
@@ -90,3 +91,14 @@ def test_ingest_names_bad_contacts_and_dates_without_a_traceback(
     contact = dripflow("events", "ingest", bad, "--database", db_url)
     assert_no_traceback(contact)
     assert f"{bad}:1: contact: email is empty" in contact.err
+
+
+def test_serve_refuses_to_sign_links_with_the_public_development_key(
+    dripflow: Dripflow, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Security: without DRIPFLOW_SECRET_KEY anyone could forge unsubscribe and click tokens (D2)."""
+    monkeypatch.delenv("DRIPFLOW_SECRET_KEY", raising=False)
+    refused = dripflow("serve", "--database", db_url, "--port", "1")
+    assert_no_traceback(refused)
+    assert refused.code == 1
+    assert "DRIPFLOW_SECRET_KEY is not set" in refused.err and "--dev-secret" in refused.err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from types import FrameType
@@ -13,6 +14,7 @@ from dripflow.cli.options import DatabaseOption, WorkspaceOption
 from dripflow.cli.store import open_store, resolve_workspace
 from dripflow.core.clock import SystemClock
 from dripflow.engine.worker import run_worker
+from dripflow.tracking.tokens import ENV_SECRET
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +36,12 @@ def worker_command(
     SIGTERM or Ctrl-C stops it after the batch in hand: a batch commits whole or not at all.
     Several workers may share one PostgreSQL database; each due enrollment is taken by one.
     """
+    if not os.environ.get(ENV_SECRET):
+        typer.echo(
+            f"warning: {ENV_SECRET} is not set; the links in the emails built now are signed with a "
+            "development key anyone can read",
+            err=True,
+        )
     engine = open_store(database)
     ids = [resolve_workspace(engine, workspace)] if workspace is not None else None
     stop = threading.Event()
