@@ -11,6 +11,9 @@ import sys
 BENCHMARKS = {
     "import": "bench.import_csv",
     "simulate": "bench.simulate",
+    "events": "bench.events",
+    "broadcast": "bench.broadcast",
+    "sequence": "bench.sequence",
 }
 
 
