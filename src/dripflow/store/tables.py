@@ -176,6 +176,7 @@ class ContactList(Base):
     __table_args__ = (
         _contact_fk(),
         Index("ix_contact_lists_workspace_id_list", "workspace_id", "list"),
+        Index("ix_contact_lists_workspace_id_contact_id", "workspace_id", "contact_id"),
     )
 
     workspace_id: Mapped[str] = mapped_column(String)
@@ -192,6 +193,7 @@ class ContactTag(Base):
     __table_args__ = (
         _contact_fk(),
         Index("ix_contact_tags_workspace_id_tag", "workspace_id", "tag"),
+        Index("ix_contact_tags_workspace_id_contact_id", "workspace_id", "contact_id"),
     )
 
     workspace_id: Mapped[str] = mapped_column(String)
