@@ -79,7 +79,8 @@ def _find_pg_bindir() -> Path | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nobody listens on now (for servers the tests start)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -167,7 +168,7 @@ def pg_server() -> Iterator[PgServer]:
         )
         server: PgServer | None = None
         for _attempt in range(5):  # another process may grab the port between probing and binding
-            port = _free_port()
+            port = free_port()
             options = (
                 f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"

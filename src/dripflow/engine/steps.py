@@ -506,8 +506,8 @@ def _task(ctx: Ctx, row: Enrollment, step: TaskStep, contact: ContactView) -> No
         text = step.title
     assignee = contact.owner if step.assignee == "owner" else step.assignee
     if not assignee:  # S8: else the workspace default user, the owner of the default mailbox
-        default = next((box.id for box in ctx.workspace.mailboxes if box.default), None)
-        assignee = default or "unassigned"
+        default = ctx.workspace.default_mailbox
+        assignee = default.id if default is not None else "unassigned"
     due = ctx.now + timedelta(days=step.due.days, hours=step.due.hours, minutes=step.due.minutes)
     ctx.session.add(
         Task(

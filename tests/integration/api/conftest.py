@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from dripflow.core.validate import load_workspace_text
 from dripflow.store.apikeys import create_key
 from dripflow.store.database import transaction
 from dripflow.store.workspaces import apply_workspace
+from tests.conftest import free_port
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -51,12 +51,6 @@ class Api:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def api(engine: Engine) -> Iterator[Api]:
     keys: dict[str, str] = {}
@@ -68,7 +62,7 @@ def api(engine: Engine) -> Iterator[Api]:
             keys[role] = create_key(session, "shop", role, NOW)  # type: ignore[arg-type]
         keys["other"] = create_key(session, "rival", "admin", NOW)
     clock = VirtualClock(NOW)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(engine, clock), host="127.0.0.1", port=port, log_level="warning")
     )

@@ -6,7 +6,6 @@ webhooks waiting or failed, step runs), the counters from this process's registr
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -30,6 +29,7 @@ from dripflow.engine.worker import run_worker
 from dripflow.store.database import transaction
 from dripflow.store.tables import WebhookDelivery
 from dripflow.store.workspaces import apply_workspace
+from tests.conftest import free_port
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 WORKSPACE = """\
@@ -49,12 +49,6 @@ sequences:
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server(engine: Engine) -> Iterator[str]:
     with transaction(engine) as session:
@@ -63,7 +57,7 @@ def server(engine: Engine) -> Iterator[str]:
             apply_workspace(session, model, now=NOW - timedelta(days=1), actor="test")
     app = create_app(engine, VirtualClock(NOW))
     app.include_router(metrics.router)
-    port = _free_port()
+    port = free_port()
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()

@@ -37,7 +37,8 @@ from dripflow.store.database import transaction
 from dripflow.store.tables import Contact, Enrollment, Fact, JournalEntry, Message
 from dripflow.store.workspaces import apply_workspace
 from dripflow.tracking.tokens import read_tracking, secret_key, verify
-from tests.integration.api.conftest import NOW, _free_port
+from tests.conftest import free_port
+from tests.integration.api.conftest import NOW
 
 OFFER = "https://shop.test/offer?utm=drip"
 
@@ -90,7 +91,7 @@ def served(engine: Engine) -> Iterator[Tracked]:
     clock = VirtualClock(NOW)
     app = create_app(engine, clock)
     app.include_router(tracking.router)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

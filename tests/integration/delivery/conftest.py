@@ -3,7 +3,6 @@ receives and can be told to answer a recipient with a given reply (451, 550 …)
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +12,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+
+from tests.conftest import free_port
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,6 @@ class SmtpServer:
     def received(self) -> list[Received]:
         with self.handler.lock:
             return list(self.handler.received)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

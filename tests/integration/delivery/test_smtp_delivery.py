@@ -32,7 +32,8 @@ from dripflow.store.database import transaction
 from dripflow.store.tables import Contact, Enrollment, Fact, Message
 from dripflow.store.workspaces import apply_workspace
 from dripflow.tracking.tokens import secret_key, verify
-from tests.integration.delivery.conftest import SmtpServer, free_port
+from tests.conftest import free_port
+from tests.integration.delivery.conftest import SmtpServer
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from dripflow.engine.webhooks import (
 from dripflow.store.database import transaction
 from dripflow.store.tables import JournalEntry, WebhookDelivery
 from dripflow.store.workspaces import apply_workspace
+from tests.conftest import free_port
 
 WS_ID = "shop"
 SECRET_ENV = "DRIPFLOW_TEST_HOOK_SECRET"
@@ -96,16 +96,10 @@ class Receiver:
         return [item for item in self.requests if 200 <= item.status < 300]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     """Not started: the test decides when the receiving server comes up."""
-    item = Receiver(_free_port())
+    item = Receiver(free_port())
     yield item
     item.stop()
 
