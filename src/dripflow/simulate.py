@@ -25,14 +25,14 @@ from dripflow.core.clock import VirtualClock
 from dripflow.core.errors import UserError
 from dripflow.core.model import Workspace as WorkspaceDef
 from dripflow.engine.broadcasts import next_broadcast_due, send_due_broadcasts
-from dripflow.engine.context import Ctx, load_rules
+from dripflow.engine.context import Ctx, Rules, load_rules
 from dripflow.engine.eventfile import InputEvent, format_at, parse_at, read_events
 from dripflow.engine.ingest import IngestError, ingest
 from dripflow.engine.scheduler import due_in, run_due
 from dripflow.store.database import make_engine, transaction
 from dripflow.store.migrate import upgrade
 from dripflow.store.tables import Contact, Enrollment, JournalEntry
-from dripflow.store.workspaces import apply_workspace
+from dripflow.store.workspaces import apply_workspace, rules_key
 
 __all__ = [
     "InputEvent",
@@ -93,6 +93,7 @@ def simulate(
     source = str(events_path) if events_path is not None else "events"
     with transaction(engine) as session:
         due = _next_moment(session, workspace_id)
+    carry = _RulesCarry(workspace_id)
     while True:
         event_at = events[index].at if index < len(events) else None
         moments = [t for t in (event_at, due) if t is not None and t <= until]
@@ -105,6 +106,7 @@ def simulate(
         last_moment = moment
         clock.set(moment)
         with transaction(engine) as session:
+            carry.enter(session)
             ctx: Ctx | None = None  # one context per transaction: its caches stay valid within it
             if event_at is not None and event_at <= moment:
                 item = events[index]
@@ -118,13 +120,36 @@ def simulate(
                 # next pass would (events of one moment all go in before its steps run).
                 if index < len(events) and events[index].at <= moment:
                     due = _next_moment(session, workspace_id)
+                    carry.leave(session)
                     continue
             if ctx is None:
                 ctx = Ctx(session, workspace_id, load_rules(session, workspace_id), clock)
             run_due(ctx)
             send_due_broadcasts(ctx)
             due = _next_moment(session, workspace_id)
+            carry.leave(session)
     return SimulationResult(_journal(engine, workspace_id), engine, workspace_id)
+
+
+class _RulesCarry:
+    """The workspace's rules, carried from one moment's transaction to the next.
+
+    Nothing but this loop writes to the simulation's store, and whatever changes the rules (an
+    operator command) drops them from the session; so rules still held at the end of a moment are
+    current, and the next moment need not look them up again (one query a moment: hot path).
+    """
+
+    def __init__(self, workspace_id: str) -> None:
+        self._key = rules_key(workspace_id)
+        self._rules: Rules | None = None
+
+    def enter(self, session: Session) -> None:
+        if self._rules is not None:
+            session.info[self._key] = self._rules
+
+    def leave(self, session: Session) -> None:
+        held = session.info.get(self._key)
+        self._rules = held if isinstance(held, Rules) else None
 
 
 def _next_moment(session: Session, workspace_id: str) -> datetime | None:

@@ -11,9 +11,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from dripflow.core.clock import Clock
@@ -197,5 +197,10 @@ class Ctx:
     def flush_journal(self) -> None:
         """Write the buffered journal records in one multi-row INSERT, in the order they were logged."""
         if self._journal:
-            self.session.execute(insert(JournalEntry), self._journal)
+            # Plain Core on the session's connection (hot path); its contacts are written first.
+            self.session.flush()
+            self.session.connection().execute(_JOURNAL_INSERT, self._journal)
             self._journal = []
+
+
+_JOURNAL_INSERT = insert(cast(Table, JournalEntry.__table__))

@@ -86,7 +86,9 @@ def ingest(ctx: Ctx, event: dict[str, Any]) -> Outcome:
     kind = event.get("type")
     if not isinstance(kind, str) or (kind not in EVENT_TYPES and kind not in ADMIN_TYPES):
         raise IngestError(f"unknown event type {kind!r}")
-    contact = _contact(ctx, event)
+    # The row is kept while the event is applied: the session holds its objects only weakly, and
+    # looking it up again would cost a SELECT (hot path).
+    contact, row = _contact(ctx, event)
     fields = {k: v for k, v in event.items() if k not in ("at", "type", "contact", "id")}
     key = event.get("id")
     if key is not None:
@@ -96,16 +98,16 @@ def ingest(ctx: Ctx, event: dict[str, Any]) -> Outcome:
         if not inserted:
             return Outcome(False, contact.id if contact else None)
     if kind.startswith("admin."):
-        _admin(ctx, kind, event, contact)
-    elif contact is not None:
-        _event(ctx, kind, fields, contact)
+        _admin(ctx, kind, event, contact, row)
+    elif contact is not None and row is not None:
+        _event(ctx, kind, fields, contact, row)
     drain(ctx)
     ctx.session.flush()
     ctx.flush_journal()
     return Outcome(True, contact.id if contact else None)
 
 
-def _contact(ctx: Ctx, event: dict[str, Any]) -> ContactView | None:
+def _contact(ctx: Ctx, event: dict[str, Any]) -> tuple[ContactView, Contact] | tuple[None, None]:
     """The contact an event names, created or updated; bad contact data is the event's fault."""
     try:
         return _contact_of(ctx, event)
@@ -113,11 +115,11 @@ def _contact(ctx: Ctx, event: dict[str, Any]) -> ContactView | None:
         raise IngestError(f"contact: {exc}") from None
 
 
-def _contact_of(ctx: Ctx, event: dict[str, Any]) -> ContactView | None:
+def _contact_of(ctx: Ctx, event: dict[str, Any]) -> tuple[ContactView, Contact] | tuple[None, None]:
     given = event.get("contact")
     if given is None:
         if event.get("type", "").startswith("admin.sequence"):
-            return None
+            return None, None
         raise IngestError("the event names no contact")
     repo = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock)
     if isinstance(given, str):
@@ -144,18 +146,25 @@ def _contact_of(ctx: Ctx, event: dict[str, Any]) -> ContactView | None:
             raise IngestError(f"unknown contact keys {sorted(unknown)}; expected {sorted(known)}")
         before = repo.get(given["email"]) if given.get("email") else None
         before_state = _state(before)
-        row, created = repo.upsert(ContactData(**given), at=ctx.now)
+        # Updated by id, or created: the lookup above is not repeated (hot path).
+        if before is None:
+            row, created = repo.create(ContactData(**given), at=ctx.now)
+        else:
+            row, created = repo.upsert(ContactData(**given), contact_id=before.id, at=ctx.now)
         if not created and _state(row) != before_state:
             emit(ctx, "contact.updated", row.id, {"changed": None}, origin="event")
     else:
         raise IngestError("contact must be an email or an object with an email")
     if not created:
-        return refresh_view(ctx, row.id)
+        fresh = refresh_view(ctx, row.id)
+        if fresh is None:
+            raise IngestError(f"no contact {row.id}")
+        return fresh, row
     ctx.session.flush()  # gives the new row its id
     view = new_contact_view(row)
     ctx.log("contact.status", view, status=row.lead_status, reason="created")
     emit(ctx, "contact.created", row.id, {}, origin="event")
-    return view
+    return view, row
 
 
 def _state(row: Contact | None) -> tuple[Any, ...] | None:
@@ -165,10 +174,8 @@ def _state(row: Contact | None) -> tuple[Any, ...] | None:
             row.address, dict(row.fields or {}))  # fmt: skip
 
 
-def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView) -> None:
+def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView, row: Contact) -> None:
     repo = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock)
-    row = ctx.session.get(Contact, contact.id)
-    assert row is not None
     if kind in _STATE_EVENTS:
         changed = _state_event(ctx, kind, fields, contact, row, repo)
         if changed:  # L1: a subscription makes the contact active; anything else is looked up
@@ -361,13 +368,13 @@ def _complete_task(ctx: Ctx, contact: ContactView, fields: dict[str, Any]) -> No
 # -- operator commands --------------------------------------------------------------------------
 
 
-def _admin(ctx: Ctx, kind: str, event: dict[str, Any], contact: ContactView | None) -> None:
+def _admin(
+    ctx: Ctx, kind: str, event: dict[str, Any], contact: ContactView | None, row: Contact | None
+) -> None:
     if kind.startswith("admin.sequence."):
         _sequence_command(ctx, kind, event)
         return
-    assert contact is not None
-    row = ctx.session.get(Contact, contact.id)
-    assert row is not None
+    assert contact is not None and row is not None
     if kind == "admin.enroll":
         enroll(ctx, contact, _declared(ctx, event, "sequence"), by="admin")
     elif kind == "admin.unenroll":

@@ -7,8 +7,9 @@ With no SMTP configured the outbox is the dev inbox (SPEC §10): messages stay t
 from __future__ import annotations
 
 import os
+from typing import cast
 
-from sqlalchemy import Executable, select
+from sqlalchemy import Executable, Table, select
 
 from dripflow.core.contact_view import ContactView
 from dripflow.delivery.transport import ENV_SMTP_URL
@@ -88,10 +89,11 @@ def insert_message(
         "status": _initial_status(ctx, channel),
         "created_at": ctx.now,
     }
-    # The statement is built once per database and reused (a hot path: one per message); the
-    # outbox row depends on no pending ORM change, so it need not flush the session first.
-    with ctx.session.no_autoflush:
-        return ctx.session.execute(_insert_statement(ctx), params).first() is not None
+    # The statement is built once per database and run on the session's connection as plain Core
+    # (a hot path: one per message; the ORM's bulk-insert machinery costs several times more). The
+    # outbox row depends on no pending ORM change: its contact and enrollment rows already exist.
+    connection = ctx.session.connection()
+    return connection.execute(_insert_statement(ctx), params).first() is not None
 
 
 _STATEMENTS: dict[str, Executable] = {}
@@ -101,10 +103,11 @@ def _insert_statement(ctx: Ctx) -> Executable:
     dialect = ctx.session.get_bind().dialect.name
     stmt = _STATEMENTS.get(dialect)
     if stmt is None:
+        table = cast(Table, Message.__table__)
         stmt = (
-            dialect_insert(ctx.session, Message)
-            .on_conflict_do_nothing(index_elements=[Message.workspace_id, Message.key])
-            .returning(Message.id)
+            dialect_insert(ctx.session, table)
+            .on_conflict_do_nothing(index_elements=[table.c.workspace_id, table.c.key])
+            .returning(table.c.id)
         )
         _STATEMENTS[dialect] = stmt
     return stmt

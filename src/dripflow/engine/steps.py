@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from email.utils import parseaddr
+from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 
 from dripflow.core.actions_model import Complete, Goto
 from dripflow.core.conditions import evaluate
@@ -215,19 +216,25 @@ def _record(
 ) -> None:
     row.runs += 1
     note_step_run(ctx, row, step.id, occurrence)
-    ctx.session.add(
-        StepRun(
-            workspace_id=ctx.workspace_id,
-            enrollment_id=row.id,
-            contact_id=contact.id,
-            sequence_id=row.sequence_id,
-            step_id=step.id,
-            occurrence=occurrence,
-            outcome=outcome,
-            reason=reason,
-            at=ctx.now,
-        )
+    # Plain Core on the session's connection (hot path: one per step): its enrollment and contact
+    # rows already exist, and anything that reads step runs later in the transaction sees it.
+    ctx.session.connection().execute(
+        _STEP_RUN_INSERT,
+        {
+            "workspace_id": ctx.workspace_id,
+            "enrollment_id": row.id,
+            "contact_id": contact.id,
+            "sequence_id": row.sequence_id,
+            "step_id": step.id,
+            "occurrence": occurrence,
+            "outcome": outcome,
+            "reason": reason,
+            "at": ctx.now,
+        },
     )
+
+
+_STEP_RUN_INSERT = insert(cast(Table, StepRun.__table__))
 
 
 def _advance(ctx: Ctx, row: Enrollment, sequence: SequenceDef, contact: ContactView, step: StepNode) -> None:

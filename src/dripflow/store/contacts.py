@@ -235,8 +235,9 @@ class ContactRepo:
         email = normalize_email(data.email) if data.email is not None else None
         contact: Contact | None
         if contact_id is not None:
-            contact = self._one(Contact.id == contact_id)
-            if contact is None:
+            # By primary key: a row already in the session costs no query.
+            contact = self._session.get(Contact, contact_id)
+            if contact is None or contact.workspace_id != self.workspace_id:
                 raise ContactNotFound(f"no contact {contact_id} in workspace {self.workspace_id!r}")
         else:
             contact = self._one(Contact.email == email) if email is not None else None
@@ -256,6 +257,12 @@ class ContactRepo:
                     setattr(contact, name, value)
             self._session.flush()
         return contact, False
+
+    def create(self, data: ContactData, *, at: datetime | None = None) -> tuple[Contact, bool]:
+        """Create a contact the caller has just looked up by address and not found (no second
+        lookup); if another writer creates the address meanwhile, that contact is updated."""
+        email = normalize_email(data.email) if data.email is not None else None
+        return self._create(data, email, self._now(at))
 
     def _create(self, data: ContactData, email: str | None, now: datetime) -> tuple[Contact, bool]:
         values = _new_contact_values(self.workspace_id, now)

@@ -56,24 +56,28 @@ _ENROLLMENTS = (
 
 
 def _load_chunk(session: Session, workspace_id: str, ids: list[int]) -> dict[int, ContactView]:
-    # Plain column rows, not ORM objects: a view is a snapshot, and this is the engine's hot path.
+    # Plain column rows on the session's connection, not ORM objects: a view is a snapshot, and
+    # this is the engine's hot path (a Core SELECT costs a fraction of an ORM one). Pending ORM
+    # changes are written first, as the session's autoflush would.
+    session.flush()
+    connection = session.connection()
     params = {"workspace_id": workspace_id, "ids": ids}
-    contacts = session.execute(_CONTACTS, params).all()
+    contacts = connection.execute(_CONTACTS, params).all()
     lists: dict[int, set[str]] = defaultdict(set)
-    for contact_id, name in session.execute(_LISTS, params):
+    for contact_id, name in connection.execute(_LISTS, params):
         lists[contact_id].add(name)
     tags: dict[int, set[str]] = defaultdict(set)
-    for contact_id, tag in session.execute(_TAGS, params):
+    for contact_id, tag in connection.execute(_TAGS, params):
         tags[contact_id].add(tag)
     facts: dict[int, list[FactView]] = defaultdict(list)
-    for contact_id, kind, key, at, detail in session.execute(_FACTS, params):
+    for contact_id, kind, key, at, detail in connection.execute(_FACTS, params):
         facts[contact_id].append(FactView(kind, key, at, detail))
     reached: dict[tuple[int, str], set[str]] = defaultdict(set)
-    for contact_id, sequence_id, step_id in session.execute(_REACHED, params):
+    for contact_id, sequence_id, step_id in connection.execute(_REACHED, params):
         reached[(contact_id, sequence_id)].add(step_id)
     latest: dict[tuple[int, str], str] = {}
     finished: set[tuple[int, str]] = set()
-    for contact_id, sequence_id, status, finished_at in session.execute(_ENROLLMENTS, params):
+    for contact_id, sequence_id, status, finished_at in connection.execute(_ENROLLMENTS, params):
         key = (contact_id, sequence_id)
         latest[key] = status
         if finished_at is not None:
