@@ -112,6 +112,13 @@ def enroll(ctx: Ctx, contact: ContactView, sequence_id: str, *, by: str) -> Enro
         enrolled_at=now,
         paused_at=now if status == "paused" else None,
     )
+    # A step sequence's first step is known before the row is written: its schedule goes into the
+    # INSERT (one statement, not an INSERT and an UPDATE: hot path). Anything else (a date sequence,
+    # nothing left to run) is scheduled below, after the enrollment is recorded.
+    first = next_step(sequence, None, frozenset()) if sequence.kind != "date" else None
+    if first is not None:
+        row.next_step = first.id
+        row.due_at = row.step_due_at = step_due(timing_of(first), timing_context(ctx, sequence, contact), now)
     if not _insert_enrollment(ctx, row):  # another worker enrolled the same contact a moment ago (S1)
         ctx.log("not_enrolled", contact, sequence=sequence_id, reason="already_enrolled", by=by)
         return None
@@ -119,7 +126,8 @@ def enroll(ctx: Ctx, contact: ContactView, sequence_id: str, *, by: str) -> Enro
     ctx.log("enrollment.status", contact, sequence=sequence_id, status=row.status, by=by)
     if contact.lead_status == "inactive":
         sync_lead_status(ctx, contact, active=True)
-    schedule_next(ctx, row, sequence, contact, base=now, last_step=None)
+    if first is None:
+        schedule_next(ctx, row, sequence, contact, base=now, last_step=None)
     return row
 
 
