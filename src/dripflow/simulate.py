@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -93,21 +94,22 @@ def simulate(
     source = str(events_path) if events_path is not None else "events"
     with transaction(engine) as session:
         due = _next_moment(session, workspace_id)
-    carry = _RulesCarry(workspace_id)
-    while True:
-        event_at = events[index].at if index < len(events) else None
-        moments = [t for t in (event_at, due) if t is not None and t <= until]
-        if not moments:
-            break
-        moment = max(min(moments), clock.now())
-        passes = passes + 1 if moment == last_moment else 0
-        if passes > _MAX_PASSES_AT_ONE_MOMENT:
-            raise UserError(f"the simulation makes no progress at {format_at(moment)}: a step loops forever")
-        last_moment = moment
-        clock.set(moment)
-        with transaction(engine) as session:
-            carry.enter(session)
-            ctx: Ctx | None = None  # one context per transaction: its caches stay valid within it
+    shared = _SharedTransactions(engine, _RulesCarry(workspace_id))
+    try:
+        while True:
+            event_at = events[index].at if index < len(events) else None
+            moments = [t for t in (event_at, due) if t is not None and t <= until]
+            if not moments:
+                break
+            moment = max(min(moments), clock.now())
+            passes = passes + 1 if moment == last_moment else 0
+            if passes > _MAX_PASSES_AT_ONE_MOMENT:
+                at = format_at(moment)
+                raise UserError(f"the simulation makes no progress at {at}: a step loops forever")
+            last_moment = moment
+            clock.set(moment)
+            session = shared.session()
+            ctx: Ctx | None = None  # one context per moment: its caches stay valid within it
             if event_at is not None and event_at <= moment:
                 item = events[index]
                 index += 1
@@ -116,19 +118,62 @@ def simulate(
                     ingest(ctx, item.data)
                 except IngestError as exc:
                     raise UserError(f"{source}:{item.line}: {exc}") from None
-                # What the last event of this moment made due runs in the same transaction, as the
-                # next pass would (events of one moment all go in before its steps run).
+                # Events of one moment all go in before its steps run; what the last one made due
+                # runs right after it.
                 if index < len(events) and events[index].at <= moment:
                     due = _next_moment(session, workspace_id)
-                    carry.leave(session)
+                    shared.moment_done()
                     continue
             if ctx is None:
                 ctx = Ctx(session, workspace_id, load_rules(session, workspace_id), clock)
             run_due(ctx)
             send_due_broadcasts(ctx)
             due = _next_moment(session, workspace_id)
-            carry.leave(session)
+            shared.moment_done()
+    except BaseException as exc:
+        shared.close(exc)
+        raise
+    shared.close(None)
     return SimulationResult(_journal(engine, workspace_id), engine, workspace_id)
+
+
+# Moments committed together: a simulation's store has no other writer, so committing each moment
+# on its own buys nothing but a commit's cost per moment (hot path: thousands of moments).
+_MOMENTS_PER_TRANSACTION = 200
+
+
+class _SharedTransactions:
+    """Consecutive moments in one transaction, committed every :data:`_MOMENTS_PER_TRANSACTION`."""
+
+    def __init__(self, engine: Engine, carry: _RulesCarry) -> None:
+        self._engine = engine
+        self._carry = carry
+        self._open: ExitStack | None = None
+        self._session: Session | None = None
+        self._moments = 0
+
+    def session(self) -> Session:
+        if self._session is None:
+            self._open = ExitStack()
+            self._session = self._open.enter_context(transaction(self._engine))
+            self._carry.enter(self._session)
+        return self._session
+
+    def moment_done(self) -> None:
+        self._moments += 1
+        if self._moments >= _MOMENTS_PER_TRANSACTION:
+            self.close(None)
+
+    def close(self, error: BaseException | None) -> None:
+        """Commit the moments so far, or roll them back when the simulation failed."""
+        held, self._open, session, self._session, self._moments = self._open, None, self._session, None, 0
+        if held is None or session is None:
+            return
+        if error is None:
+            self._carry.leave(session)
+            held.close()
+        else:
+            held.__exit__(type(error), error, error.__traceback__)
 
 
 class _RulesCarry:
