@@ -10,11 +10,33 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import BindParameter, Row, bindparam, select
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Row,
+    String,
+    bindparam,
+    cast,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from dripflow.core.contact_view import ContactView, EnrollmentView, FactView
-from dripflow.store.tables import Contact, ContactList, ContactTag, Enrollment, Fact, StepRun
+from dripflow.store.tables import (
+    Contact,
+    ContactList,
+    ContactTag,
+    Enrollment,
+    Fact,
+    PortableJSON,
+    StepRun,
+    UTCDateTime,
+)
 
 __all__ = ["load_views", "new_contact_view"]
 
@@ -34,24 +56,48 @@ def load_views(session: Session, workspace_id: str, contact_ids: Iterable[int]) 
 _W: BindParameter[str] = bindparam("workspace_id")
 _IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
 _CONTACTS = select(*Contact.__table__.c).where(Contact.workspace_id == _W, Contact.id.in_(_IDS))
-_LISTS = select(ContactList.contact_id, ContactList.list).where(
-    ContactList.workspace_id == _W, ContactList.contact_id.in_(_IDS), ContactList.unsubscribed_at.is_(None)
-)
-_TAGS = select(ContactTag.contact_id, ContactTag.tag).where(
-    ContactTag.workspace_id == _W, ContactTag.contact_id.in_(_IDS)
-)
-_FACTS = (
-    select(Fact.contact_id, Fact.kind, Fact.key, Fact.at, Fact.detail)
-    .where(Fact.workspace_id == _W, Fact.contact_id.in_(_IDS))
-    .order_by(Fact.at, Fact.id)
-)
-_REACHED = select(StepRun.contact_id, StepRun.sequence_id, StepRun.step_id).where(
-    StepRun.workspace_id == _W, StepRun.contact_id.in_(_IDS)
-)
-_ENROLLMENTS = (
-    select(Enrollment.contact_id, Enrollment.sequence_id, Enrollment.status, Enrollment.finished_at)
-    .where(Enrollment.workspace_id == _W, Enrollment.contact_id.in_(_IDS))
-    .order_by(Enrollment.id)
+# Everything else a view holds, from five tables in one statement (one round trip, not five):
+# (contact, part, a, b, at, detail, ord) rows, typed by the first SELECT (CASTs: PostgreSQL
+# resolves the UNION's column types from them, SQLAlchemy its result processing).
+_LIST, _TAG, _FACT, _REACHED, _ENROLLED = range(5)
+
+
+def _part(number: int) -> ColumnElement[int]:
+    return literal_column(str(number), Integer).label("part")
+
+
+_REST = union_all(
+    select(
+        ContactList.contact_id,
+        _part(_LIST),
+        ContactList.list.label("a"),
+        cast(null(), String).label("b"),
+        cast(null(), UTCDateTime()).label("at"),
+        cast(null(), PortableJSON).label("detail"),
+        cast(null(), BigInteger).label("ord"),
+    ).where(
+        ContactList.workspace_id == _W,
+        ContactList.contact_id.in_(_IDS),
+        ContactList.unsubscribed_at.is_(None),
+    ),
+    select(ContactTag.contact_id, _part(_TAG), ContactTag.tag, null(), null(), null(), null()).where(
+        ContactTag.workspace_id == _W, ContactTag.contact_id.in_(_IDS)
+    ),
+    select(Fact.contact_id, _part(_FACT), Fact.kind, Fact.key, Fact.at, Fact.detail, Fact.id).where(
+        Fact.workspace_id == _W, Fact.contact_id.in_(_IDS)
+    ),
+    select(
+        StepRun.contact_id, _part(_REACHED), StepRun.sequence_id, StepRun.step_id, null(), null(), null()
+    ).where(StepRun.workspace_id == _W, StepRun.contact_id.in_(_IDS)),
+    select(
+        Enrollment.contact_id,
+        _part(_ENROLLED),
+        Enrollment.sequence_id,
+        Enrollment.status,
+        Enrollment.finished_at,
+        null(),
+        Enrollment.id,
+    ).where(Enrollment.workspace_id == _W, Enrollment.contact_id.in_(_IDS)),
 )
 
 
@@ -64,20 +110,25 @@ def _load_chunk(session: Session, workspace_id: str, ids: list[int]) -> dict[int
     params = {"workspace_id": workspace_id, "ids": ids}
     contacts = connection.execute(_CONTACTS, params).all()
     lists: dict[int, set[str]] = defaultdict(set)
-    for contact_id, name in connection.execute(_LISTS, params):
-        lists[contact_id].add(name)
     tags: dict[int, set[str]] = defaultdict(set)
-    for contact_id, tag in connection.execute(_TAGS, params):
-        tags[contact_id].add(tag)
-    facts: dict[int, list[FactView]] = defaultdict(list)
-    for contact_id, kind, key, at, detail in connection.execute(_FACTS, params):
-        facts[contact_id].append(FactView(kind, key, at, detail))
+    facts: dict[int, list[tuple[Any, int, FactView]]] = defaultdict(list)
     reached: dict[tuple[int, str], set[str]] = defaultdict(set)
-    for contact_id, sequence_id, step_id in connection.execute(_REACHED, params):
-        reached[(contact_id, sequence_id)].add(step_id)
+    enrolled: list[tuple[int, int, str, str, Any]] = []
+    for contact_id, part, a, b, at, detail, order in connection.execute(_REST, params):
+        if part == _LIST:
+            lists[contact_id].add(a)
+        elif part == _TAG:
+            tags[contact_id].add(a)
+        elif part == _FACT:
+            facts[contact_id].append((at, order, FactView(a, b, at, detail)))
+        elif part == _REACHED:
+            reached[(contact_id, a)].add(b)
+        else:
+            enrolled.append((order, contact_id, a, b, at))
+    # The latest enrollment in each sequence gives its status (in the order they were made).
     latest: dict[tuple[int, str], str] = {}
     finished: set[tuple[int, str]] = set()
-    for contact_id, sequence_id, status, finished_at in connection.execute(_ENROLLMENTS, params):
+    for _order, contact_id, sequence_id, status, finished_at in sorted(enrolled):
         key = (contact_id, sequence_id)
         latest[key] = status
         if finished_at is not None:
@@ -97,11 +148,15 @@ def _load_chunk(session: Session, workspace_id: str, ids: list[int]) -> dict[int
             contact,
             lists=frozenset(lists[contact.id]),
             tags=frozenset(tags[contact.id]),
-            facts=tuple(facts[contact.id]),
+            facts=tuple(fact for _at, _order, fact in sorted(facts[contact.id], key=_fact_order)),
             enrollments=tuple(enrollments[contact.id]),
         )
         for contact in contacts
     }
+
+
+def _fact_order(item: tuple[Any, int, FactView]) -> tuple[Any, int]:
+    return item[0], item[1]
 
 
 def new_contact_view(contact: Contact) -> ContactView:
