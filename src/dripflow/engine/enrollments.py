@@ -90,10 +90,9 @@ def enroll(ctx: Ctx, contact: ContactView, sequence_id: str, *, by: str) -> Enro
     if sequence is None:
         ctx.log("not_enrolled", contact, sequence=sequence_id, reason="sequence_archived", by=by)
         return None
-    prior = [
-        PriorEnrollment(*row)
-        for row in ctx.session.execute(_PRIOR, {"workspace_id": ctx.workspace_id, "contact_id": contact.id})
-    ]
+    ctx.session.flush()  # the prior enrollments as they stand, read as plain rows (hot path)
+    params = {"workspace_id": ctx.workspace_id, "contact_id": contact.id}
+    prior = [PriorEnrollment(*row) for row in ctx.session.connection().execute(_PRIOR, params)]
     refusal = enrollment_refusal(ctx.workspace, sequence, status, contact, prior, ctx.now)
     if refusal is not None:
         reason, detail = refusal
@@ -245,7 +244,8 @@ def preload_step_runs(ctx: Ctx, enrollment_ids: list[int]) -> None:
         ctx.step_runs[enrollment_id] = set()
     if not enrollment_ids:
         return
-    rows = ctx.session.execute(_STEP_RUNS, {"ids": enrollment_ids})
+    ctx.session.flush()
+    rows = ctx.session.connection().execute(_STEP_RUNS, {"ids": enrollment_ids})
     for enrollment_id, step_id, occurrence in rows:
         ctx.step_runs[enrollment_id].add((step_id, occurrence))
 

@@ -87,7 +87,8 @@ def run_due(ctx: Ctx, batch_size: int = BATCH_SIZE) -> int:
 
 
 def due_in(session: Session, workspace_id: str) -> datetime | None:
-    due: datetime | None = session.scalar(_NEXT_DUE, {"workspace_id": workspace_id})
+    session.flush()  # the due times as they stand, read as a plain row (every pass of every worker)
+    due: datetime | None = session.connection().scalar(_NEXT_DUE, {"workspace_id": workspace_id})
     if due is not None and due.tzinfo is None:  # SQLite hands a bare MIN() back without our type
         due = due.replace(tzinfo=UTC)
     return due

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import cast
 from zoneinfo import ZoneInfo
 
@@ -269,6 +270,16 @@ def _window(ctx: Ctx, sequence: SequenceDef, contact: ContactView) -> Window | N
     )
 
 
+# Pure functions of hashable values, asked again and again with the same arguments within a batch
+# (every contact of a zone held at the same moment; every message of a mailbox).
+_next_open = lru_cache(maxsize=4096)(next_open)
+
+
+@lru_cache(maxsize=256)
+def _domain(sender: str) -> str:
+    return parseaddr(sender)[1].rsplit("@", 1)[-1]
+
+
 def _hold(ctx: Ctx, row: Enrollment, contact: ContactView, reason: str, until: datetime) -> bool:
     set_status(ctx, row, contact, "queued", reason)
     row.due_at = until
@@ -283,7 +294,7 @@ def _held(
     if window is not None:
         reason = hold_reason(window, now)
         if reason is not None:
-            return _hold(ctx, row, contact, reason, next_open(window, now))
+            return _hold(ctx, row, contact, reason, _next_open(window, now))
     if isinstance(step, EmailStep):
         frequency = ctx.workspace.ruleset.frequency
         if frequency is not None:
@@ -408,7 +419,7 @@ def _send_email(
         text=rendered.text,
         html=rendered.html,
         in_reply_to=in_reply_to,
-        domain=parseaddr(mailbox.from_)[1].rsplit("@", 1)[-1],
+        domain=_domain(mailbox.from_),
     )
     caps.count(mailbox_id) if mailbox_id in caps.days else None
     ctx.log(
