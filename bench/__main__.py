@@ -14,6 +14,7 @@ BENCHMARKS = {
     "events": "bench.events",
     "broadcast": "bench.broadcast",
     "sequence": "bench.sequence",
+    "smtp": "bench.smtp",
 }
 
 
