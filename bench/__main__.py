@@ -15,6 +15,7 @@ BENCHMARKS = {
     "broadcast": "bench.broadcast",
     "sequence": "bench.sequence",
     "smtp": "bench.smtp",
+    "api": "bench.api",
 }
 
 
