@@ -146,6 +146,7 @@ def run(args: argparse.Namespace) -> None:
         "client_cpu_s": round(client_cpu, 2),
         "server_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "server_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "load_average": round(os.getloadavg()[0], 2),
     }
     say(
         f"{events} events in {seconds:.2f}s: {figures['events_per_s']:.0f} events/s, "

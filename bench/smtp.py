@@ -14,7 +14,8 @@ Floor: the same messages, built beforehand with ``delivery/mime.py`` and flatten
 (outside the timed part), sent to a fresh sink by plain ``aiosmtplib.SMTP.sendmail`` on as many
 connections as our delivery has sends in flight (the transport's pool size, under
 ``deliver_due``'s concurrency), each connection sending one message after another.
-``ratio`` = delivery rate / floor rate.
+``ratio`` = delivery rate / floor rate. Beside the rates: this process's CPU per message (all
+threads) for each side, the sink's, and the load average, since the machine may be shared.
 
 The sink is an aiosmtpd server in a child process (``python -c``), which accepts and counts; it
 prints its port on start and its counts when told to stop.
@@ -27,6 +28,7 @@ import asyncio
 import cProfile
 import inspect
 import json
+import os
 import pstats
 import subprocess
 import sys
@@ -100,7 +102,7 @@ broadcasts:
 # The sink: run by `python -c` in a child process. It prints its port, serves until a line arrives
 # on stdin, then prints its counts as one JSON line.
 SINK = """\
-import asyncio, json, sys
+import asyncio, json, sys, time
 from aiosmtpd.smtp import SMTP
 
 class Sink:
@@ -121,7 +123,9 @@ async def main():
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: SMTP(sink, hostname="sink.bench.test"), "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
+    cpu = time.process_time()
     await loop.run_in_executor(None, sys.stdin.readline)
+    cpu = time.process_time() - cpu
     server.close()
     counts = list(sink.recipients.values())
     print(json.dumps({
@@ -129,6 +133,7 @@ async def main():
         "bytes": sink.bytes,
         "recipients": len(counts),
         "repeated": sum(1 for n in counts if n > 1),
+        "cpu_s": round(cpu, 2),
     }), flush=True)
 
 asyncio.run(main())
@@ -156,12 +161,12 @@ class Sink:
         assert self.process.stdout is not None
         return self.process.stdout
 
-    def stop(self) -> dict[str, int]:
+    def stop(self) -> dict[str, Any]:
         """Tell the sink to stop and read its counts."""
         assert self.process.stdin is not None
         self.process.stdin.write("stop\n")
         self.process.stdin.flush()
-        counts: dict[str, int] = json.loads(self._stdout().readline())
+        counts: dict[str, Any] = json.loads(self._stdout().readline())
         self.process.wait(timeout=30)
         return counts
 
@@ -214,7 +219,9 @@ def run(args: argparse.Namespace) -> None:
                     f"delivery: deliver_pending through SmtpTransport ({transport.max_connections} "
                     f"connections, {inflight} sends in flight) to the sink on port {sink.port}"
                 )
+                cpu = time.process_time()
                 seconds = _deliver(engine, transport, args.profile)
+                cpu = time.process_time() - cpu
                 received = sink.stop()
                 statuses = _statuses(engine)
             finally:
@@ -223,7 +230,10 @@ def run(args: argparse.Namespace) -> None:
         if statuses != {"sent": messages}:
             raise SystemExit(f"delivery: wrong outcome, message statuses {statuses}")
         rate = messages / seconds
-        say(f"  {messages} messages in {seconds:.2f}s: {rate:.0f} messages/s; the sink received {received}")
+        say(
+            f"  {messages} messages in {seconds:.2f}s: {rate:.0f} messages/s, {cpu * 1000 / messages:.2f} ms "
+            f"of this process's CPU per message; the sink received {received}"
+        )
         figures: dict[str, Any] = {
             "messages": messages,
             "connections": transport.max_connections,
@@ -232,18 +242,23 @@ def run(args: argparse.Namespace) -> None:
             "messages_per_s": round(rate, 1),
             "received": received["messages"],
             "message_bytes": round(received["bytes"] / messages),
+            "cpu_ms_per_message": round(cpu * 1000 / messages, 3),
+            "sink_cpu_ms_per_message": round(received["cpu_s"] * 1000 / messages, 3),
+            "load_average": round(os.getloadavg()[0], 2),
         }
         if not args.no_floor:
             sink = Sink()
             sinks.append(sink)
             say(f"floor: bare aiosmtplib, {inflight} connections, prebuilt bytes, sink on port {sink.port}")
+            floor_cpu = time.process_time()
             floor_seconds = asyncio.run(_floor(prebuilt, sink.port, inflight))
+            floor_cpu = time.process_time() - floor_cpu
             floor_received = sink.stop()
             _check("floor", floor_received, messages)
             floor_rate = messages / floor_seconds
             say(
-                f"  {messages} messages in {floor_seconds:.2f}s: {floor_rate:.0f} messages/s; "
-                f"the sink received {floor_received}"
+                f"  {messages} messages in {floor_seconds:.2f}s: {floor_rate:.0f} messages/s, "
+                f"{floor_cpu * 1000 / messages:.2f} ms of CPU per message; the sink received {floor_received}"
             )
             figures.update(
                 floor_seconds=round(floor_seconds, 3),
@@ -251,6 +266,8 @@ def run(args: argparse.Namespace) -> None:
                 floor_received=floor_received["messages"],
                 ratio=round(rate / floor_rate, 3),
                 target_ratio=TARGET_RATIO,
+                floor_cpu_ms_per_message=round(floor_cpu * 1000 / messages, 3),
+                floor_sink_cpu_ms_per_message=round(floor_received["cpu_s"] * 1000 / messages, 3),
             )
             say(f"ratio {figures['ratio']:.2f} (target >= {TARGET_RATIO})")
     finally:
@@ -259,7 +276,7 @@ def run(args: argparse.Namespace) -> None:
     finish("smtp", figures)
 
 
-def _check(name: str, received: dict[str, int], messages: int) -> None:
+def _check(name: str, received: dict[str, Any], messages: int) -> None:
     if received["messages"] != messages or received["recipients"] != messages or received["repeated"]:
         raise SystemExit(f"{name}: the sink received {received}, expected {messages} messages, one each")
 
