@@ -14,6 +14,8 @@ BENCHMARKS = {
     "events": "bench.events",
     "broadcast": "bench.broadcast",
     "sequence": "bench.sequence",
+    "smtp": "bench.smtp",
+    "api": "bench.api",
 }
 
 

@@ -18,7 +18,7 @@ import html
 import re
 from datetime import datetime
 from email import policy
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
 
@@ -32,8 +32,30 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 
 _LINE_BREAKS = re.compile(r"[\r\n\x00]+")
 _MSG_ID = re.compile(r"<[^<>@\s\"]+@[^<>@\s\"]+>")
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry, but each header's class is made once, not on every lookup.
+
+    CPython's ``HeaderRegistry.__getitem__`` builds a new class with ``type()`` each time a header
+    is set or its maximum count checked (about 30 times per message built here): a quarter of the
+    time :func:`build_message` took, and garbage for the cycle collector. The classes it builds for
+    a name are all alike, so one per name gives the same headers and the same bytes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        made = self._made.get(name)
+        if made is None:
+            made = self._made[name] = super().__getitem__(name)
+        return made
+
+
 # SMTP policy: CRLF line endings, lines folded at 78, non-ASCII headers RFC 2047-encoded.
-_POLICY = policy.SMTP
+_POLICY = policy.SMTP.clone(header_factory=_HeaderClasses())
 
 
 class UnsafeHeader(ValueError):
