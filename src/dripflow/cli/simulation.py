@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import tempfile
@@ -63,6 +64,9 @@ def simulate_command(
         report_problems(exc)
         raise typer.Exit(1) from None
     items = read_events(events)
+    # Everything loaded so far (modules, the workspace, the events) lives for the whole run: keep
+    # it out of the cyclic collector's full passes, which otherwise rescan it again and again.
+    gc.freeze()
     directory = Path(tempfile.mkdtemp(prefix="dripflow-sim-"))
     try:
         result = simulate(
