@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session
 from dripflow.core.clock import Clock
 from dripflow.core.conditions_model import ConditionNode, walk
 from dripflow.core.contact_view import ContactView
+from dripflow.core.model import Automation
 from dripflow.core.model import Sequence as SequenceDef
 from dripflow.core.model import Workspace as WorkspaceDef
 from dripflow.core.steps_model import WaitUntilStep
+from dripflow.core.triggers_model import TriggerNode
 from dripflow.store.tables import JournalEntry, Sequence, SequenceVersion, Workspace
 from dripflow.store.workspaces import current_versions, rules_key
 
@@ -65,7 +67,30 @@ class Rules:
             conditions.extend(step.until for step in sequence.steps if isinstance(step, WaitUntilStep))
         return any(node.kind in _SEQUENCE_CONDITIONS for condition in conditions for node in walk(condition))
 
+    @cached_property
+    def automations_by_event(self) -> dict[str, tuple[tuple[Automation, Filters], ...]]:
+        """Each event type's automations in file order, with their trigger's filters: an event is
+        tested against the automations of its own type only (hot path: a workspace may hold
+        a thousand automations, and building a trigger's filters is a model dump)."""
+        grouped: dict[str, list[tuple[Automation, Filters]]] = {}
+        for automation in self.workspace.automations:
+            grouped.setdefault(automation.when.event, []).append((automation, automation.when.filters()))
+        return {event: tuple(items) for event, items in grouped.items()}
 
+    @cached_property
+    def starters_by_event(self) -> dict[str, tuple[tuple[str, tuple[tuple[TriggerNode, Filters], ...]], ...]]:
+        """Each event type's sequences in order, with those of their start rules that name it."""
+        grouped: dict[str, list[tuple[str, tuple[tuple[TriggerNode, Filters], ...]]]] = {}
+        for sequence_id, sequence in self.sequences.items():
+            by_type: dict[str, list[tuple[TriggerNode, Filters]]] = {}
+            for trigger in sequence.start_when:
+                by_type.setdefault(trigger.event, []).append((trigger, trigger.filters()))
+            for event, triggers in by_type.items():
+                grouped.setdefault(event, []).append((sequence_id, tuple(triggers)))
+        return {event: tuple(items) for event, items in grouped.items()}
+
+
+Filters = dict[str, object]
 _SEQUENCE_CONDITIONS = frozenset({"in_sequence", "finished_sequence", "reached_step"})
 
 

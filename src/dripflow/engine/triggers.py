@@ -37,8 +37,13 @@ def emit(
     ctx.pending.append(Emitted(type, contact_id, fields, origin, depth, view))
 
 
-def trigger_matches(trigger: TriggerNode, event_type: str, fields: dict[str, Any]) -> bool:
-    """A trigger matches an event of its type whose fields equal every filter it gives (SPEC §3)."""
+def trigger_matches(
+    trigger: TriggerNode, event_type: str, fields: dict[str, Any], filters: dict[str, object] | None = None
+) -> bool:
+    """A trigger matches an event of its type whose fields equal every filter it gives (SPEC §3).
+
+    ``filters``: the trigger's own, when the caller has them already (:class:`Rules` keeps them).
+    """
     if trigger.event != event_type:
         return False
     if isinstance(trigger, ScoreReached):
@@ -47,7 +52,7 @@ def trigger_matches(trigger: TriggerNode, event_type: str, fields: dict[str, Any
             return True
         previous = fields.get("previous")
         return fields.get("score", 0) >= trigger.score and (previous is None or previous < trigger.score)
-    for name, wanted in trigger.filters().items():
+    for name, wanted in (trigger.filters() if filters is None else filters).items():
         if isinstance(trigger, FormSubmitted) and name == "fields":
             submitted = fields.get("fields") or {}
             if not isinstance(wanted, dict) or any(submitted.get(k) != v for k, v in wanted.items()):
@@ -106,12 +111,13 @@ def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
             stale = False
         return contact
 
-    for sequence in ctx.rules.sequences.values():
-        if any(trigger_matches(trigger, event.type, event.fields) for trigger in sequence.start_when):
-            enroll(ctx, fresh(), sequence.id, by=f"start_when:{event.type}")
+    # Only the start rules and automations naming this event type are tested (in file order).
+    for sequence_id, triggers in ctx.rules.starters_by_event.get(event.type, ()):
+        if any(trigger_matches(trigger, event.type, event.fields, filters) for trigger, filters in triggers):
+            enroll(ctx, fresh(), sequence_id, by=f"start_when:{event.type}")
             stale = True
-    for automation in ctx.workspace.automations:
-        if not trigger_matches(automation.when, event.type, event.fields):
+    for automation, filters in ctx.rules.automations_by_event.get(event.type, ()):
+        if not trigger_matches(automation.when, event.type, event.fields, filters):
             continue
         contact = fresh()
         once = (automation.id, event.origin, contact.id)
