@@ -57,20 +57,26 @@ def record_fact(ctx: Ctx, contact_id: int, kind: str, key: str | None, detail: d
     )
 
 
-def apply_action(ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: int) -> bool:
-    """Carry out one action; True when it changed something (and so emitted its event, A1)."""
+def apply_action(
+    ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: int, origin: str | None = None
+) -> bool:
+    """Carry out one action; True when it changed something (and so emitted its event, A1).
+
+    ``origin``: the originating event of the cascade the action runs in; the events it emits belong
+    to the same cascade, so no automation runs twice for it (A3). By default, ``by``."""
     mark = ctx.journal_mark()
-    changed, value = _apply(ctx, contact, action, by=by, depth=depth)
+    changed, value = _apply(ctx, contact, action, by=by, depth=depth, origin=origin or by)
     if changed:  # X3: the cause is written before the effects it had (enrollments, statuses)
         ctx.log("action.applied", contact, action=action.kind, value=value, by=by, at_mark=mark)
     return changed
 
 
-def _apply(ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: int) -> tuple[bool, Any]:
+def _apply(
+    ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: int, origin: str
+) -> tuple[bool, Any]:
     repo = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock)
     row = ctx.session.get(Contact, contact.id)
     assert row is not None
-    origin = by
 
     def fire(event: str, fields: dict[str, Any]) -> None:
         emit(ctx, event, contact.id, fields, origin=origin, depth=depth + 1)

@@ -9,6 +9,7 @@ ever reach it.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from dripflow.core.conditions import evaluate, explain_false
@@ -21,6 +22,10 @@ __all__ = ["MAX_DEPTH", "drain", "emit", "trigger_matches"]
 
 MAX_DEPTH = 10
 
+# Tells apart the events that start a cascade (A3): two steps reached in one batch, or two events
+# handled in one transaction, are two originating events, however alike their origin names are.
+_CASCADES = itertools.count(1)
+
 
 def emit(
     ctx: Ctx,
@@ -32,8 +37,12 @@ def emit(
     depth: int = 0,
     view: ContactView | None = None,
 ) -> None:
-    """Queue an event for the triggers. ``view``: the contact exactly as the event left it, if the
-    emitter knows; it is used only when nothing else has been handled in between."""
+    """Queue an event for the triggers. ``origin``: the originating event of the cascade it belongs
+    to (A3); an event at depth 0 starts a cascade of its own. ``view``: the contact exactly as the
+    event left it, if the emitter knows; it is used only when nothing else has been handled in
+    between."""
+    if depth == 0:
+        origin = f"{origin}#{next(_CASCADES)}"
     ctx.pending.append(Emitted(type, contact_id, fields, origin, depth, view))
 
 
@@ -125,7 +134,8 @@ def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
         ctx.fired.add(once)
         ctx.log("automation.fired", contact, automation=automation.id, event=event.type)
         for action in automation.then:
-            apply_action(ctx, fresh(), action, by=f"automation:{automation.id}", depth=event.depth)
+            by = f"automation:{automation.id}"
+            apply_action(ctx, fresh(), action, by=by, depth=event.depth, origin=event.origin)
             stale = True
     if ctx.rules.watches_contacts:
         _stop_rules(ctx, event, fresh())
