@@ -111,7 +111,10 @@ def _apply(
                 fire("contact.updated", {"changed": key})
                 return True, key
         case SubscribeSequence(arg=sequence_id):
-            return enroll(ctx, contact, sequence_id, by=by) is not None, sequence_id
+            if enroll(ctx, contact, sequence_id, by=by) is None:
+                return False, sequence_id
+            fire("sequence.subscribed", {"sequence": sequence_id})
+            return True, sequence_id
         case UnsubscribeSequence(arg=sequence_id):
             rows = open_enrollments(ctx, contact.id, sequence_id)
             for enrollment in rows:

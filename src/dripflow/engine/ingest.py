@@ -369,7 +369,9 @@ def _admin(ctx: Ctx, kind: str, event: dict[str, Any], contact: ContactView | No
     row = ctx.session.get(Contact, contact.id)
     assert row is not None
     if kind == "admin.enroll":
-        enroll(ctx, contact, _declared(ctx, event, "sequence"), by="admin")
+        sequence_id = _declared(ctx, event, "sequence")
+        if enroll(ctx, contact, sequence_id, by="admin") is not None:
+            emit(ctx, "sequence.subscribed", contact.id, {"sequence": sequence_id}, origin="admin")
     elif kind == "admin.unenroll":
         for enrollment in open_enrollments(ctx, contact.id, _declared(ctx, event, "sequence")):
             close(ctx, enrollment, contact, "canceled", "manual")

@@ -86,7 +86,7 @@ def drain(ctx: Ctx) -> None:
 
 # The engine's own events that change no list, tag, field or fact: when no trigger names them they
 # can matter only to rules reading sequence progress (and a new contact has no enrollment yet).
-_PROGRESS_EVENTS = frozenset({"step.reached", "sequence.finished"})
+_PROGRESS_EVENTS = frozenset({"step.reached", "sequence.finished", "sequence.subscribed"})
 
 
 def _unheard(ctx: Ctx, event: Emitted) -> bool:
@@ -117,7 +117,11 @@ def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
 
     for sequence in ctx.rules.sequences.values():
         if any(trigger_matches(trigger, event.type, event.fields) for trigger in sequence.start_when):
-            enroll(ctx, fresh(), sequence.id, by=f"start_when:{event.type}")
+            if enroll(ctx, fresh(), sequence.id, by=f"start_when:{event.type}") is not None:
+                fields = {"sequence": sequence.id}
+                emit(
+                    ctx, "sequence.subscribed", contact.id, fields, origin=event.origin, depth=event.depth + 1
+                )  # SPEC §3: entering a sequence is an event
             stale = True
     for automation in ctx.workspace.automations:
         if not trigger_matches(automation.when, event.type, event.fields):
