@@ -145,8 +145,9 @@ def _contact_of(ctx: Ctx, event: dict[str, Any]) -> ContactView | None:
         before = repo.get(given["email"]) if given.get("email") else None
         before_state = _state(before)
         row, created = repo.upsert(ContactData(**given), at=ctx.now)
-        if not created and _state(row) != before_state:
-            emit(ctx, "contact.updated", row.id, {"changed": None}, origin="event")
+        changed = _changed(before_state, _state(row))
+        if not created and changed:  # SPEC §3 contact.updated {changed}: each attribute or field key
+            emit(ctx, "contact.updated", row.id, {"changed": changed}, origin="event")
     else:
         raise IngestError("contact must be an email or an object with an email")
     if not created:
@@ -158,11 +159,19 @@ def _contact_of(ctx: Ctx, event: dict[str, Any]) -> ContactView | None:
     return view
 
 
-def _state(row: Contact | None) -> tuple[Any, ...] | None:
+_ATTRIBUTES = ("email", "phone", "first_name", "last_name", "timezone", "source", "owner", "address")
+
+
+def _state(row: Contact | None) -> dict[str, Any]:
+    """The contact's attributes and custom fields by name (a copy: the row changes in place)."""
     if row is None:
-        return None
-    return (row.email, row.phone, row.first_name, row.last_name, row.timezone, row.source, row.owner,
-            row.address, dict(row.fields or {}))  # fmt: skip
+        return {}
+    return {**{name: getattr(row, name) for name in _ATTRIBUTES}, **dict(row.fields or {})}
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The names of the attributes and fields whose values differ, attributes first."""
+    return [name for name in dict.fromkeys([*after, *before]) if before.get(name) != after.get(name)]
 
 
 def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView) -> None:

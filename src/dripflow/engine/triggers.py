@@ -15,7 +15,7 @@ from typing import Any
 from dripflow.core.conditions import evaluate, explain_false
 from dripflow.core.contact_view import ContactView
 from dripflow.core.states import matching_exclusion
-from dripflow.core.triggers_model import FormSubmitted, ScoreReached, TriggerNode
+from dripflow.core.triggers_model import ContactUpdated, FormSubmitted, ScoreReached, TriggerNode
 from dripflow.engine.context import Ctx, Emitted
 
 __all__ = ["MAX_DEPTH", "drain", "emit", "trigger_matches"]
@@ -60,6 +60,10 @@ def trigger_matches(trigger: TriggerNode, event_type: str, fields: dict[str, Any
         if isinstance(trigger, FormSubmitted) and name == "fields":
             submitted = fields.get("fields") or {}
             if not isinstance(wanted, dict) or any(submitted.get(k) != v for k, v in wanted.items()):
+                return False
+            continue
+        if isinstance(trigger, ContactUpdated) and isinstance(fields.get(name), list):
+            if wanted not in fields[name]:  # one update may change several attributes and fields
                 return False
             continue
         if fields.get(name) != wanted:
