@@ -175,6 +175,8 @@ def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView) -> None:
+    if kind == "contact.created":  # X2: it creates or updates the contact, which was done (and told)
+        return
     repo = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock)
     row = ctx.session.get(Contact, contact.id)
     assert row is not None
