@@ -15,7 +15,13 @@ from typing import Any
 from dripflow.core.conditions import evaluate, explain_false
 from dripflow.core.contact_view import ContactView
 from dripflow.core.states import matching_exclusion
-from dripflow.core.triggers_model import ContactUpdated, FormSubmitted, ScoreReached, TriggerNode
+from dripflow.core.triggers_model import (
+    ContactUpdated,
+    FormSubmitted,
+    ScoreReached,
+    SurveyCompleted,
+    TriggerNode,
+)
 from dripflow.engine.context import Ctx, Emitted
 
 __all__ = ["MAX_DEPTH", "drain", "emit", "trigger_matches"]
@@ -57,9 +63,13 @@ def trigger_matches(trigger: TriggerNode, event_type: str, fields: dict[str, Any
         previous = fields.get("previous")
         return fields.get("score", 0) >= trigger.score and (previous is None or previous < trigger.score)
     for name, wanted in trigger.filters().items():
-        if isinstance(trigger, FormSubmitted) and name == "fields":
-            submitted = fields.get("fields") or {}
-            if not isinstance(wanted, dict) or any(submitted.get(k) != v for k, v in wanted.items()):
+        if (isinstance(trigger, FormSubmitted) and name == "fields") or (
+            isinstance(trigger, SurveyCompleted) and name == "answers"
+        ):  # the submitted values (answers) it names must match; the others do not matter
+            submitted = fields.get(name) or {}
+            if not isinstance(wanted, dict) or not isinstance(submitted, dict):
+                return False
+            if any(submitted.get(k) != v for k, v in wanted.items()):
                 return False
             continue
         if isinstance(trigger, ContactUpdated) and isinstance(fields.get(name), list):
