@@ -129,8 +129,10 @@ def _apply(
             row.score = before + delta
             row.updated_at = ctx.now
             fire("contact.updated", {"changed": "score"})
-            if delta > 0:
-                fire("score.reached", {"score": row.score, "previous": before})
+            peak = _score_peak(ctx, contact.id, before) if delta > 0 else before
+            if row.score > peak:  # §3 score.reached, first crossing only: above the highest score yet
+                record_fact(ctx, contact.id, "score.reached", None, {"score": row.score})
+                fire("score.reached", {"score": row.score, "previous": peak})
             return True, delta
         case (
             GrantMembership()
@@ -145,6 +147,16 @@ def _apply(
         ):
             return _elsewhere(ctx, contact, action, fire)
     return False, None
+
+
+def _score_peak(ctx: Ctx, contact_id: int, score: int) -> int:
+    """The highest score the contact has had: ``score`` (its current one) or a peak recorded before."""
+    peaks = ctx.session.scalars(
+        select(Fact.detail).where(
+            Fact.workspace_id == ctx.workspace_id, Fact.contact_id == contact_id, Fact.kind == "score.reached"
+        )
+    )
+    return max([score, *(int(detail.get("score", score)) for detail in peaks)])
 
 
 _ELSEWHERE_EVENTS: dict[type, str] = {
