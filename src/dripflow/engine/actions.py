@@ -182,13 +182,7 @@ def _elsewhere(ctx: Ctx, contact: ContactView, action: Action, fire: Any) -> tup
         return True, dumped
     event = _ELSEWHERE_EVENTS[type(action)]
     key, detail = _fact_key(dumped)
-    already = ctx.session.scalar(
-        select(Fact.kind)
-        .where(Fact.workspace_id == ctx.workspace_id, Fact.contact_id == contact.id, Fact.key == key)
-        .order_by(Fact.at.desc(), Fact.id.desc())
-        .limit(1)
-    )
-    if already == event:
+    if not _changes(ctx, contact.id, action, key):
         return False, dumped
     record_fact(ctx, contact.id, event, key, detail)
     fire(event, {_MAIN_FIELD.get(event, "key"): key, **detail})
@@ -196,6 +190,54 @@ def _elsewhere(ctx: Ctx, contact: ContactView, action: Action, fire: Any) -> tup
         payload = {"action": action.kind, "value": dumped}
         queue_webhook(ctx, contact, event, payload, action_webhook_key(ctx, contact.id, event), url=url)
     return True, dumped
+
+
+# The facts that make up the state an action elsewhere changes (for one membership, webinar,
+# calendar or product), the state it sets first.
+_STATE_FACTS: dict[type, tuple[str, ...]] = {
+    GrantMembership: ("membership.granted", "membership.revoked"),
+    RevokeMembership: ("membership.granted", "membership.revoked"),
+    RegisterWebinar: ("webinar.registered", "webinar.unregistered"),
+    UnregisterWebinar: ("webinar.registered", "webinar.unregistered"),
+    SubscribeCalendar: ("calendar.registered", "calendar.canceled", "calendar.completed"),
+    CancelCalendar: ("calendar.registered", "calendar.canceled", "calendar.completed"),
+    RefundOrder: ("product.purchased", "product.refunded"),
+    CancelSubscription: ("product.purchased", "subscription.canceled"),
+}
+
+
+def _changes(ctx: Ctx, contact_id: int, action: Action, key: str | None) -> bool:
+    """A1: whether the action changes the contact's state. Granting a level it has, revoking a
+    membership it does not have, registering it twice, cancelling a booking that is not active,
+    refunding an order it has not placed (or that is refunded) changes nothing."""
+    kinds = _STATE_FACTS[type(action)]
+    history = ctx.session.execute(
+        select(Fact.kind, Fact.detail)
+        .where(
+            Fact.workspace_id == ctx.workspace_id,
+            Fact.contact_id == contact_id,
+            Fact.key == key,
+            Fact.kind.in_(kinds),
+        )
+        .order_by(Fact.at, Fact.id)
+    ).all()
+    if isinstance(action, GrantMembership | RevokeMembership):
+        on: dict[str | None, bool] = {}  # each level's state, as the has_membership condition reads it
+        for kind, detail in history:
+            level = None if detail.get("level") is None else str(detail["level"])
+            if kind == "membership.granted":
+                on[level] = True
+            elif level is None:
+                on = dict.fromkeys(on, False)
+            else:
+                on[level] = False
+        if isinstance(action, GrantMembership):
+            return not on.get(action.arg.level, False)
+        return any(on.values())
+    latest = history[-1].kind if history else None
+    if isinstance(action, RegisterWebinar | SubscribeCalendar):
+        return latest != kinds[0]
+    return latest == kinds[0]  # unregister, cancel a booking, refund, cancel a subscription
 
 
 _MAIN_FIELD = {
