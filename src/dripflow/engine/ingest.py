@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from dripflow.core.contact_view import ContactView
 from dripflow.core.errors import UserError
-from dripflow.core.model import parse_sequence
+from dripflow.core.model import EmailTemplate, parse_sequence
 from dripflow.core.modeltypes import unknown_name
 from dripflow.core.states import repoint_last_step
 from dripflow.core.timing import appended_step_due, resume_due
@@ -210,7 +210,30 @@ def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView) ->
         _blacklist(ctx, contact, row, "complaint", "canceled", "complaint")
     elif kind == "task.completed":
         _complete_task(ctx, contact, fields)
+    elif kind == "link.clicked":
+        _link_actions(ctx, contact, fields)
     emit(ctx, kind, contact.id, fields, origin="event")
+
+
+def _link_actions(ctx: Ctx, contact: ContactView, fields: dict[str, Any]) -> None:
+    """SPEC §2 templates: ``links: {NAME: [actions]}`` run when the link NAME of an email built from
+    that template is clicked (the email the click names, else the contact's latest, X2)."""
+    from dripflow.engine.actions import apply_action
+
+    link, message_id = fields.get("link"), fields.get("message")
+    if not isinstance(link, str) or message_id is None:
+        return
+    name = ctx.session.scalar(
+        select(Message.template).where(
+            Message.workspace_id == ctx.workspace_id, Message.message_id == str(message_id)
+        )
+    )
+    template = ctx.workspace.templates.get(name) if name is not None else None
+    if not isinstance(template, EmailTemplate):
+        return
+    for action in template.links.get(link, ()):
+        view = refresh_view(ctx, contact.id) or contact
+        apply_action(ctx, view, action, by=f"link:{name}.{link}", depth=0)
 
 
 def _after(kind: str, fields: dict[str, Any], contact: ContactView, row: Contact) -> ContactView | None:
