@@ -57,20 +57,26 @@ def record_fact(ctx: Ctx, contact_id: int, kind: str, key: str | None, detail: d
     )
 
 
-def apply_action(ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: int) -> bool:
-    """Carry out one action; True when it changed something (and so emitted its event, A1)."""
+def apply_action(
+    ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: int, origin: str | None = None
+) -> bool:
+    """Carry out one action; True when it changed something (and so emitted its event, A1).
+
+    ``origin``: the originating event of the cascade the action runs in; the events it emits belong
+    to the same cascade, so no automation runs twice for it (A3). By default, ``by``."""
     mark = ctx.journal_mark()
-    changed, value = _apply(ctx, contact, action, by=by, depth=depth)
+    changed, value = _apply(ctx, contact, action, by=by, depth=depth, origin=origin or by)
     if changed:  # X3: the cause is written before the effects it had (enrollments, statuses)
         ctx.log("action.applied", contact, action=action.kind, value=value, by=by, at_mark=mark)
     return changed
 
 
-def _apply(ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: int) -> tuple[bool, Any]:
+def _apply(
+    ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: int, origin: str
+) -> tuple[bool, Any]:
     repo = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock)
     row = ctx.session.get(Contact, contact.id)
     assert row is not None
-    origin = by
 
     def fire(event: str, fields: dict[str, Any]) -> None:
         emit(ctx, event, contact.id, fields, origin=origin, depth=depth + 1)
@@ -105,7 +111,10 @@ def _apply(ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: in
                 fire("contact.updated", {"changed": key})
                 return True, key
         case SubscribeSequence(arg=sequence_id):
-            return enroll(ctx, contact, sequence_id, by=by) is not None, sequence_id
+            if enroll(ctx, contact, sequence_id, by=by) is None:
+                return False, sequence_id
+            fire("sequence.subscribed", {"sequence": sequence_id})
+            return True, sequence_id
         case UnsubscribeSequence(arg=sequence_id):
             rows = open_enrollments(ctx, contact.id, sequence_id)
             for enrollment in rows:
@@ -120,8 +129,10 @@ def _apply(ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: in
             row.score = before + delta
             row.updated_at = ctx.now
             fire("contact.updated", {"changed": "score"})
-            if delta > 0:
-                fire("score.reached", {"score": row.score, "previous": before})
+            peak = _score_peak(ctx, contact.id, before) if delta > 0 else before
+            if row.score > peak:  # §3 score.reached, first crossing only: above the highest score yet
+                record_fact(ctx, contact.id, "score.reached", None, {"score": row.score})
+                fire("score.reached", {"score": row.score, "previous": peak})
             return True, delta
         case (
             GrantMembership()
@@ -136,6 +147,16 @@ def _apply(ctx: Ctx, contact: ContactView, action: Action, *, by: str, depth: in
         ):
             return _elsewhere(ctx, contact, action, fire)
     return False, None
+
+
+def _score_peak(ctx: Ctx, contact_id: int, score: int) -> int:
+    """The highest score the contact has had: ``score`` (its current one) or a peak recorded before."""
+    peaks = ctx.session.scalars(
+        select(Fact.detail).where(
+            Fact.workspace_id == ctx.workspace_id, Fact.contact_id == contact_id, Fact.kind == "score.reached"
+        )
+    )
+    return max([score, *(int(detail.get("score", score)) for detail in peaks)])
 
 
 _ELSEWHERE_EVENTS: dict[type, str] = {
@@ -161,13 +182,7 @@ def _elsewhere(ctx: Ctx, contact: ContactView, action: Action, fire: Any) -> tup
         return True, dumped
     event = _ELSEWHERE_EVENTS[type(action)]
     key, detail = _fact_key(dumped)
-    already = ctx.session.scalar(
-        select(Fact.kind)
-        .where(Fact.workspace_id == ctx.workspace_id, Fact.contact_id == contact.id, Fact.key == key)
-        .order_by(Fact.at.desc(), Fact.id.desc())
-        .limit(1)
-    )
-    if already == event:
+    if not _changes(ctx, contact.id, action, key):
         return False, dumped
     record_fact(ctx, contact.id, event, key, detail)
     fire(event, {_MAIN_FIELD.get(event, "key"): key, **detail})
@@ -175,6 +190,54 @@ def _elsewhere(ctx: Ctx, contact: ContactView, action: Action, fire: Any) -> tup
         payload = {"action": action.kind, "value": dumped}
         queue_webhook(ctx, contact, event, payload, action_webhook_key(ctx, contact.id, event), url=url)
     return True, dumped
+
+
+# The facts that make up the state an action elsewhere changes (for one membership, webinar,
+# calendar or product), the state it sets first.
+_STATE_FACTS: dict[type, tuple[str, ...]] = {
+    GrantMembership: ("membership.granted", "membership.revoked"),
+    RevokeMembership: ("membership.granted", "membership.revoked"),
+    RegisterWebinar: ("webinar.registered", "webinar.unregistered"),
+    UnregisterWebinar: ("webinar.registered", "webinar.unregistered"),
+    SubscribeCalendar: ("calendar.registered", "calendar.canceled", "calendar.completed"),
+    CancelCalendar: ("calendar.registered", "calendar.canceled", "calendar.completed"),
+    RefundOrder: ("product.purchased", "product.refunded"),
+    CancelSubscription: ("product.purchased", "subscription.canceled"),
+}
+
+
+def _changes(ctx: Ctx, contact_id: int, action: Action, key: str | None) -> bool:
+    """A1: whether the action changes the contact's state. Granting a level it has, revoking a
+    membership it does not have, registering it twice, cancelling a booking that is not active,
+    refunding an order it has not placed (or that is refunded) changes nothing."""
+    kinds = _STATE_FACTS[type(action)]
+    history = ctx.session.execute(
+        select(Fact.kind, Fact.detail)
+        .where(
+            Fact.workspace_id == ctx.workspace_id,
+            Fact.contact_id == contact_id,
+            Fact.key == key,
+            Fact.kind.in_(kinds),
+        )
+        .order_by(Fact.at, Fact.id)
+    ).all()
+    if isinstance(action, GrantMembership | RevokeMembership):
+        on: dict[str | None, bool] = {}  # each level's state, as the has_membership condition reads it
+        for kind, detail in history:
+            level = None if detail.get("level") is None else str(detail["level"])
+            if kind == "membership.granted":
+                on[level] = True
+            elif level is None:
+                on = dict.fromkeys(on, False)
+            else:
+                on[level] = False
+        if isinstance(action, GrantMembership):
+            return not on.get(action.arg.level, False)
+        return any(on.values())
+    latest = history[-1].kind if history else None
+    if isinstance(action, RegisterWebinar | SubscribeCalendar):
+        return latest != kinds[0]
+    return latest == kinds[0]  # unregister, cancel a booking, refund, cancel a subscription
 
 
 _MAIN_FIELD = {

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from dripflow.core.contact_view import ContactView
 from dripflow.core.errors import UserError
-from dripflow.core.model import parse_sequence
+from dripflow.core.model import EmailTemplate, parse_sequence
 from dripflow.core.modeltypes import unknown_name
 from dripflow.core.states import repoint_last_step
 from dripflow.core.timing import appended_step_due, resume_due
@@ -151,8 +151,9 @@ def _contact_of(ctx: Ctx, event: dict[str, Any]) -> tuple[ContactView, Contact] 
             row, created = repo.create(ContactData(**given), at=ctx.now)
         else:
             row, created = repo.upsert(ContactData(**given), contact_id=before.id, at=ctx.now)
-        if not created and _state(row) != before_state:
-            emit(ctx, "contact.updated", row.id, {"changed": None}, origin="event")
+        changed = _changed(before_state, _state(row))
+        if not created and changed:  # SPEC §3 contact.updated {changed}: each attribute or field key
+            emit(ctx, "contact.updated", row.id, {"changed": changed}, origin="event")
     else:
         raise IngestError("contact must be an email or an object with an email")
     if not created:
@@ -167,14 +168,24 @@ def _contact_of(ctx: Ctx, event: dict[str, Any]) -> tuple[ContactView, Contact] 
     return view, row
 
 
-def _state(row: Contact | None) -> tuple[Any, ...] | None:
+_ATTRIBUTES = ("email", "phone", "first_name", "last_name", "timezone", "source", "owner", "address")
+
+
+def _state(row: Contact | None) -> dict[str, Any]:
+    """The contact's attributes and custom fields by name (a copy: the row changes in place)."""
     if row is None:
-        return None
-    return (row.email, row.phone, row.first_name, row.last_name, row.timezone, row.source, row.owner,
-            row.address, dict(row.fields or {}))  # fmt: skip
+        return {}
+    return {**{name: getattr(row, name) for name in _ATTRIBUTES}, **dict(row.fields or {})}
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The names of the attributes and fields whose values differ, attributes first."""
+    return [name for name in dict.fromkeys([*after, *before]) if before.get(name) != after.get(name)]
 
 
 def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView, row: Contact) -> None:
+    if kind == "contact.created":  # X2: it creates or updates the contact, which was done (and told)
+        return
     repo = ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock)
     if kind in _STATE_EVENTS:
         changed = _state_event(ctx, kind, fields, contact, row, repo)
@@ -206,7 +217,30 @@ def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView, ro
         _blacklist(ctx, contact, row, "complaint", "canceled", "complaint")
     elif kind == "task.completed":
         _complete_task(ctx, contact, fields)
+    elif kind == "link.clicked":
+        _link_actions(ctx, contact, fields)
     emit(ctx, kind, contact.id, fields, origin="event")
+
+
+def _link_actions(ctx: Ctx, contact: ContactView, fields: dict[str, Any]) -> None:
+    """SPEC §2 templates: ``links: {NAME: [actions]}`` run when the link NAME of an email built from
+    that template is clicked (the email the click names, else the contact's latest, X2)."""
+    from dripflow.engine.actions import apply_action
+
+    link, message_id = fields.get("link"), fields.get("message")
+    if not isinstance(link, str) or message_id is None:
+        return
+    name = ctx.session.scalar(
+        select(Message.template).where(
+            Message.workspace_id == ctx.workspace_id, Message.message_id == str(message_id)
+        )
+    )
+    template = ctx.workspace.templates.get(name) if name is not None else None
+    if not isinstance(template, EmailTemplate):
+        return
+    for action in template.links.get(link, ()):
+        view = refresh_view(ctx, contact.id) or contact
+        apply_action(ctx, view, action, by=f"link:{name}.{link}", depth=0)
 
 
 def _after(kind: str, fields: dict[str, Any], contact: ContactView, row: Contact) -> ContactView | None:
@@ -376,7 +410,9 @@ def _admin(
         return
     assert contact is not None and row is not None
     if kind == "admin.enroll":
-        enroll(ctx, contact, _declared(ctx, event, "sequence"), by="admin")
+        sequence_id = _declared(ctx, event, "sequence")
+        if enroll(ctx, contact, sequence_id, by="admin") is not None:
+            emit(ctx, "sequence.subscribed", contact.id, {"sequence": sequence_id}, origin="admin")
     elif kind == "admin.unenroll":
         for enrollment in open_enrollments(ctx, contact.id, _declared(ctx, event, "sequence")):
             close(ctx, enrollment, contact, "canceled", "manual")

@@ -9,17 +9,28 @@ ever reach it.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from dripflow.core.conditions import evaluate, explain_false
 from dripflow.core.contact_view import ContactView
 from dripflow.core.states import matching_exclusion
-from dripflow.core.triggers_model import FormSubmitted, ScoreReached, TriggerNode
+from dripflow.core.triggers_model import (
+    ContactUpdated,
+    FormSubmitted,
+    ScoreReached,
+    SurveyCompleted,
+    TriggerNode,
+)
 from dripflow.engine.context import Ctx, Emitted
 
 __all__ = ["MAX_DEPTH", "drain", "emit", "trigger_matches"]
 
 MAX_DEPTH = 10
+
+# Tells apart the events that start a cascade (A3): two steps reached in one batch, or two events
+# handled in one transaction, are two originating events, however alike their origin names are.
+_CASCADES = itertools.count(1)
 
 
 def emit(
@@ -32,8 +43,12 @@ def emit(
     depth: int = 0,
     view: ContactView | None = None,
 ) -> None:
-    """Queue an event for the triggers. ``view``: the contact exactly as the event left it, if the
-    emitter knows; it is used only when nothing else has been handled in between."""
+    """Queue an event for the triggers. ``origin``: the originating event of the cascade it belongs
+    to (A3); an event at depth 0 starts a cascade of its own. ``view``: the contact exactly as the
+    event left it, if the emitter knows; it is used only when nothing else has been handled in
+    between."""
+    if depth == 0:
+        origin = f"{origin}#{next(_CASCADES)}"
     ctx.pending.append(Emitted(type, contact_id, fields, origin, depth, view))
 
 
@@ -53,9 +68,17 @@ def trigger_matches(
         previous = fields.get("previous")
         return fields.get("score", 0) >= trigger.score and (previous is None or previous < trigger.score)
     for name, wanted in (trigger.filters() if filters is None else filters).items():
-        if isinstance(trigger, FormSubmitted) and name == "fields":
-            submitted = fields.get("fields") or {}
-            if not isinstance(wanted, dict) or any(submitted.get(k) != v for k, v in wanted.items()):
+        if (isinstance(trigger, FormSubmitted) and name == "fields") or (
+            isinstance(trigger, SurveyCompleted) and name == "answers"
+        ):  # the submitted values (answers) it names must match; the others do not matter
+            submitted = fields.get(name) or {}
+            if not isinstance(wanted, dict) or not isinstance(submitted, dict):
+                return False
+            if any(submitted.get(k) != v for k, v in wanted.items()):
+                return False
+            continue
+        if isinstance(trigger, ContactUpdated) and isinstance(fields.get(name), list):
+            if wanted not in fields[name]:  # one update may change several attributes and fields
                 return False
             continue
         if fields.get(name) != wanted:
@@ -82,7 +105,7 @@ def drain(ctx: Ctx) -> None:
 
 # The engine's own events that change no list, tag, field or fact: when no trigger names them they
 # can matter only to rules reading sequence progress (and a new contact has no enrollment yet).
-_PROGRESS_EVENTS = frozenset({"step.reached", "sequence.finished"})
+_PROGRESS_EVENTS = frozenset({"step.reached", "sequence.finished", "sequence.subscribed"})
 
 
 def _unheard(ctx: Ctx, event: Emitted) -> bool:
@@ -114,7 +137,11 @@ def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
     # Only the start rules and automations naming this event type are tested (in file order).
     for sequence_id, triggers in ctx.rules.starters_by_event.get(event.type, ()):
         if any(trigger_matches(trigger, event.type, event.fields, filters) for trigger, filters in triggers):
-            enroll(ctx, fresh(), sequence_id, by=f"start_when:{event.type}")
+            if enroll(ctx, fresh(), sequence_id, by=f"start_when:{event.type}") is not None:
+                fields = {"sequence": sequence_id}
+                emit(
+                    ctx, "sequence.subscribed", contact.id, fields, origin=event.origin, depth=event.depth + 1
+                )  # SPEC §3: entering a sequence is an event
             stale = True
     for automation, filters in ctx.rules.automations_by_event.get(event.type, ()):
         if not trigger_matches(automation.when, event.type, event.fields, filters):
@@ -131,7 +158,8 @@ def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
         ctx.fired.add(once)
         ctx.log("automation.fired", contact, automation=automation.id, event=event.type)
         for action in automation.then:
-            apply_action(ctx, fresh(), action, by=f"automation:{automation.id}", depth=event.depth)
+            by = f"automation:{automation.id}"
+            apply_action(ctx, fresh(), action, by=by, depth=event.depth, origin=event.origin)
             stale = True
     if ctx.rules.watches_contacts:
         _stop_rules(ctx, event, fresh())
