@@ -111,7 +111,7 @@ def _apply(
                 fire("contact.updated", {"changed": key})
                 return True, key
         case SubscribeSequence(arg=sequence_id):
-            if enroll(ctx, contact, sequence_id, by=by) is None:
+            if enroll(ctx, contact, sequence_id, by=by, cascade=(origin, depth + 1)) is None:
                 return False, sequence_id
             fire("sequence.subscribed", {"sequence": sequence_id})
             return True, sequence_id

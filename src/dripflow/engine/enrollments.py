@@ -44,6 +44,7 @@ __all__ = [
     "preload_step_runs",
     "ran_steps",
     "schedule_next",
+    "step_cascade",
     "sync_lead_status",
     "timing_context",
     "timing_of",
@@ -83,8 +84,16 @@ _STEP_RUNS = select(StepRun.enrollment_id, StepRun.step_id, StepRun.occurrence).
 )
 
 
-def enroll(ctx: Ctx, contact: ContactView, sequence_id: str, *, by: str) -> Enrollment | None:
-    """Enroll the contact, or record why not (`not_enrolled`, SPEC §6). ``by`` names the cause."""
+def enroll(
+    ctx: Ctx,
+    contact: ContactView,
+    sequence_id: str,
+    *,
+    by: str,
+    cascade: tuple[str, int] | None = None,
+) -> Enrollment | None:
+    """Enroll the contact, or record why not (`not_enrolled`, SPEC §6). ``by`` names the cause;
+    ``cascade``: the (originating event, depth) of the cascade that enrolls it, if any (A3)."""
     sequence = ctx.rules.sequence(sequence_id)
     status = ctx.rules.statuses.get(sequence_id, "archived")
     if sequence is None:
@@ -110,6 +119,9 @@ def enroll(ctx: Ctx, contact: ContactView, sequence_id: str, *, by: str) -> Enro
         runs=0,
         enrolled_at=now,
         paused_at=now if status == "paused" else None,
+        cascade_origin=cascade[0] if cascade is not None else None,
+        cascade_depth=cascade[1] if cascade is not None else None,
+        cascade_fired=_fired_in(ctx, cascade[0], contact.id) if cascade is not None else None,
     )
     # A step sequence's first step is known before the row is written: its schedule goes into the
     # INSERT (one statement, not an INSERT and an UPDATE: hot path). Anything else (a date sequence,
@@ -264,9 +276,30 @@ def _finish(ctx: Ctx, row: Enrollment, contact: ContactView) -> None:
         set_status(ctx, row, contact, "finished")
         from dripflow.engine.triggers import emit
 
-        emit(
-            ctx, "sequence.finished", contact.id, {"sequence": row.sequence_id}, origin=f"enrollment:{row.id}"
-        )
+        origin, depth = step_cascade(ctx, row, f"enrollment:{row.id}")
+        emit(ctx, "sequence.finished", contact.id, {"sequence": row.sequence_id}, origin=origin, depth=depth)
+
+
+def _fired_in(ctx: Ctx, origin: str, contact_id: int) -> list[str]:
+    return sorted(automation for automation, fired_origin, fired_for in ctx.fired
+                  if fired_origin == origin and fired_for == contact_id)  # fmt: skip
+
+
+def step_cascade(ctx: Ctx, row: Enrollment, own: str) -> tuple[str, int]:
+    """The cascade a step's events belong to (A3).
+
+    A step due at the very moment an automation or start rule made the enrollment continues that
+    cascade, even when it runs in a later pass or on another worker: the automations that already
+    ran in it are known again and do not run twice, and the depth goes on counting. So a loop
+    through a sequence with no delay ends like any other cascade. A later step starts a cascade of
+    its own, ``own``.
+    """
+    due = row.step_due_at
+    origin, depth = row.cascade_origin, row.cascade_depth
+    if origin is None or depth is None or due is None or due > row.enrolled_at:
+        return own, 0
+    ctx.fired.update((automation, origin, row.contact_id) for automation in row.cascade_fired or ())
+    return origin, depth
 
 
 def set_status(

@@ -51,6 +51,7 @@ from dripflow.engine.enrollments import (
     refresh_view,
     schedule_next,
     set_status,
+    step_cascade,
     timing_context,
     timing_of,
 )
@@ -114,6 +115,12 @@ def run_enrollment(ctx: Ctx, row: Enrollment, contact: ContactView, caps: Caps) 
             schedule_next(ctx, row, sequence, contact, base=row.base_at, last_step=_surviving(sequence, row))
             continue
         contact = _execute(ctx, row, sequence, step, contact, caps)
+
+
+def _reached(ctx: Ctx, row: Enrollment, contact: ContactView, step: StepNode) -> None:
+    origin, depth = step_cascade(ctx, row, f"step:{row.id}")
+    fields = {"sequence": row.sequence_id, "step": step.id}
+    emit(ctx, "step.reached", contact.id, fields, origin=origin, depth=depth)
 
 
 def _surviving(sequence: SequenceDef, row: Enrollment) -> str | None:
@@ -184,13 +191,7 @@ def _execute(
     _record(ctx, row, contact, step, occurrence, "executed", None)
     if not isinstance(step, EmailStep | SmsStep):
         ctx.log("step.executed", contact, sequence=row.sequence_id, step=step.id, type=step.type)
-    emit(
-        ctx,
-        "step.reached",
-        contact.id,
-        {"sequence": row.sequence_id, "step": step.id},
-        origin=f"step:{row.id}",
-    )
+    _reached(ctx, row, contact, step)
     if isinstance(step, TaskStep) and step.pause_until_complete:
         row.last_step = step.id
         row.base_at = now
@@ -579,13 +580,7 @@ def _rule(
     actions = step.then if holds else step.else_
     _record(ctx, row, contact, step, occurrence, "executed", "then" if holds else "else")
     ctx.log("step.executed", contact, sequence=row.sequence_id, step=step.id, type=step.type)
-    emit(
-        ctx,
-        "step.reached",
-        contact.id,
-        {"sequence": row.sequence_id, "step": step.id},
-        origin=f"step:{row.id}",
-    )
+    _reached(ctx, row, contact, step)
     for action in actions:
         match action:
             case Goto(arg=target):

@@ -10,6 +10,7 @@ ever reach it.
 from __future__ import annotations
 
 import itertools
+import uuid
 from typing import Any
 
 from dripflow.core.conditions import evaluate, explain_false
@@ -30,7 +31,10 @@ MAX_DEPTH = 10
 
 # Tells apart the events that start a cascade (A3): two steps reached in one batch, or two events
 # handled in one transaction, are two originating events, however alike their origin names are.
+# An origin can be stored with an enrollment and read by another worker process (see
+# enrollments.step_cascade), so it also names the process that made it. Origins are never logged.
 _CASCADES = itertools.count(1)
+_PROCESS = uuid.uuid4().hex[:12]
 
 
 def emit(
@@ -48,7 +52,7 @@ def emit(
     event left it, if the emitter knows; it is used only when nothing else has been handled in
     between."""
     if depth == 0:
-        origin = f"{origin}#{next(_CASCADES)}"
+        origin = f"{origin}#{_PROCESS}.{next(_CASCADES)}"
     ctx.pending.append(Emitted(type, contact_id, fields, origin, depth, view))
 
 
@@ -137,7 +141,8 @@ def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
     # Only the start rules and automations naming this event type are tested (in file order).
     for sequence_id, triggers in ctx.rules.starters_by_event.get(event.type, ()):
         if any(trigger_matches(trigger, event.type, event.fields, filters) for trigger, filters in triggers):
-            if enroll(ctx, fresh(), sequence_id, by=f"start_when:{event.type}") is not None:
+            cascade = (event.origin, event.depth + 1)
+            if enroll(ctx, fresh(), sequence_id, by=f"start_when:{event.type}", cascade=cascade) is not None:
                 fields = {"sequence": sequence_id}
                 emit(
                     ctx, "sequence.subscribed", contact.id, fields, origin=event.origin, depth=event.depth + 1

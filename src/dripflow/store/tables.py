@@ -353,6 +353,10 @@ class Enrollment(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A3: the cascade (originating event, depth) an automation or start rule made it in, if any.
+    cascade_origin: Mapped[str | None] = mapped_column(String)
+    cascade_depth: Mapped[int | None] = mapped_column(Integer)
+    cascade_fired: Mapped[list[str] | None] = mapped_column(PortableJSON)  # automations already run in it
 
 
 class StepRun(Base):

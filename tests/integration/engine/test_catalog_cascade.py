@@ -116,6 +116,44 @@ def test_a3_a_cascade_deeper_than_the_bound_is_cut_and_logged_not_a_crash(run_si
     assert [r["automation"] for r in log.of("automation.fired", contact=NO)] == ["link11"]
 
 
+AGAIN = {
+    "id": "again",
+    "when": {"event": "sequence.finished", "sequence": "once"},
+    "then": [{"unsubscribe_sequence": "once"}, {"subscribe_sequence": "once"}],
+}
+
+
+def one_step_sequence(after_days: int) -> list[dict[str, Any]]:
+    step = {"id": "one", "type": "email", "template": "hello", "after": {"days": after_days}}
+    return [{"id": "once", "steps": [step]}]
+
+
+def test_a3_a_loop_through_a_sequence_with_no_delay_ends_after_one_round(run_sim: RunSim) -> None:
+    """A3: `again` puts the contact back into `once` whenever it finishes; the sequence's only step
+    has no delay, so without the rule it would email the contact forever at one instant. The new
+    enrollment's immediate step belongs to the cascade that made it (even though the scheduler runs
+    it in a later pass), so `again` is not run twice for one originating event: one round, two
+    emails, and the log says why it stopped."""
+    ws = workspace(AGAIN, sequences=one_step_sequence(0))
+    log = run_sim(ws, events({YES: [enroll("once")]}), f"{DAY}T10:00:00Z")
+    assert len(log.of("message.sent")) == 2, log.dump()
+    assert [r["kind"] for r in log.records if r.get("automation") == "again"] == [
+        "automation.fired",
+        "automation.skipped",
+    ]
+    assert log.of("automation.skipped", automation="again")[0]["reason"] == "once"
+
+
+def test_a3_the_same_loop_with_a_delay_is_a_schedule_not_a_runaway(run_sim: RunSim) -> None:
+    """A3: a step with a delay starts a cascade of its own, so the loop above with a day's delay
+    re-enrolls the contact once a day, as its author asked."""
+    ws = workspace(AGAIN, sequences=one_step_sequence(1))
+    log = run_sim(ws, events({YES: [enroll("once")]}), "2026-01-09T12:00:00Z")
+    sent_days = [r["at"][:10] for r in log.of("message.sent")]
+    assert sent_days == ["2026-01-06", "2026-01-07", "2026-01-08", "2026-01-09"], log.dump()
+    assert not log.of("automation.skipped")
+
+
 def test_a3_an_automation_reached_twice_in_one_cascade_runs_once(run_sim: RunSim) -> None:
     """A3: at most once per originating event and contact, however often the cascade reaches the
     automation: tagging vip adds two more tags, and `count` (any tag) runs once for the three."""
