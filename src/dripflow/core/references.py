@@ -237,7 +237,9 @@ class _Checker:
                 if membership in self.ws.catalog.memberships:
                     self.level_ref(membership, level, loc)
             case ContactUpdated(changed=str(changed)):
-                self.field_ref(changed, (*loc, "changed"), attributes=CONTACT_ATTRIBUTES)
+                # the engine also names `address` (an event's contact) and `score` (give/subtract_points)
+                names = (*CONTACT_ATTRIBUTES, "address", "score")
+                self.field_ref(changed, (*loc, "changed"), attributes=names)
 
     def actions(self, actions: Iterable[ActionModel], loc: Loc, sequence: Sequence | None = None) -> None:
         """Check actions; ``sequence`` is the one a rule step's ``goto`` may jump within."""

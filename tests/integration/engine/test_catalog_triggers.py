@@ -328,6 +328,26 @@ def test_contact_updated_names_the_field_an_action_changed(run_sim: RunSim) -> N
     assert fired(log, "names") == []
 
 
+def test_contact_updated_names_the_score_points_changed(run_sim: RunSim) -> None:
+    """SPEC §3 trigger `contact.updated` {changed}: `give_points` changes the score, and a trigger
+    naming `score` is valid in the workspace file and fires; one naming `plan` does not."""
+    log = run_sim(
+        workspace(
+            on_tag("vip", {"give_points": 5}),
+            hit({"event": "contact.updated", "changed": "score"}),
+            {
+                "id": "names",
+                "when": {"event": "contact.updated", "changed": "plan"},
+                "then": [{"add_tag": "pinged"}],
+            },
+        ),
+        events({YES: [tag("vip")]}),
+        f"{DAY}T10:00:00Z",
+    )
+    assert fired(log) == [(YES, "contact.updated")]
+    assert fired(log, "names") == []
+
+
 def test_contact_updated_by_an_event_names_every_attribute_and_field_it_changed(run_sim: RunSim) -> None:
     """SPEC §3 trigger `contact.updated` {changed}: an event that changes a custom field and an
     attribute is one update: a trigger naming either fires, one naming neither does not, and one
