@@ -192,6 +192,13 @@ def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView, ro
         if changed:  # L1: a subscription makes the contact active; anything else is looked up
             sync_lead_status(ctx, contact, active=True if kind == "list.subscribed" else None)
             emit(ctx, kind, contact.id, fields, origin="event", view=_after(kind, fields, contact, row))
+            scope = fields.get("scope")
+            if kind == "unsubscribed" and scope in ("list", "sequence"):
+                # Decision (docs/decisions.md): leaving a list or a sequence on one's own is also that
+                # list's or sequence's own event, so `when: {event: list.unsubscribed, list: L}` fires
+                # for it as it does for an automation's `unsubscribe_list`.
+                name = "list" if scope == "list" else "sequence"
+                emit(ctx, f"{name}.unsubscribed", contact.id, {name: fields[name]}, origin="event")
         return
     if kind.startswith("email.") or kind == "link.clicked":
         # S12 `clicked` needs the click's sequence: taken from its message, as for email events

@@ -288,6 +288,36 @@ def test_every_trigger_event_of_the_spec_has_a_case() -> None:
 # -- triggers with behaviour of their own ----------------------------------------------------------
 
 
+def test_leaving_a_list_or_a_sequence_on_ones_own_fires_its_unsubscribed_trigger(run_sim: RunSim) -> None:
+    """SPEC §3 `list.unsubscribed` / `sequence.unsubscribed` (decision, docs/decisions.md): an
+    `unsubscribed` event of scope `list` or `sequence` (the contact's own click) is also that list's
+    or sequence's event, so automations naming the list or sequence fire for it; a global
+    unsubscribe names neither."""
+    log = run_sim(
+        workspace(
+            hit({"event": "list.unsubscribed", "list": "news"}),
+            {
+                "id": "left-drip",
+                "when": {"event": "sequence.unsubscribed", "sequence": "drip"},
+                "then": [{"add_tag": "pinged"}],
+            },
+        ),
+        events(
+            {
+                YES: [sub("news"), enroll("drip"), ("unsubscribed", {"scope": "list", "list": "news"})],
+                NO: [
+                    sub("news"),
+                    enroll("drip"),
+                    ("unsubscribed", {"scope": "sequence", "sequence": "drip"}),
+                ],  # noqa: E501
+            }
+        ),
+        f"{DAY}T09:50:00Z",
+    )
+    assert fired(log) == [(YES, "list.unsubscribed")], log.dump()
+    assert [r["contact"] for r in log.of("automation.fired", automation="left-drip")] == [NO]
+
+
 def test_contact_created_fires_once_for_a_new_contact_and_never_again(run_sim: RunSim) -> None:
     """SPEC §3 trigger `contact.created`: the first event naming a contact creates it and fires the
     trigger; later events and updates of the same contact do not."""
