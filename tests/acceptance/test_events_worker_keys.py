@@ -43,18 +43,39 @@ def test_ingest_then_worker_until_idle(
     assert idle.out.strip() == "ran 0 due enrollment(s) in 0 batch(es)"
 
 
-def test_ingest_names_every_bad_line_and_applies_nothing(
+def test_ingest_applies_the_good_lines_and_names_every_bad_one(
     dripflow: Dripflow, db_url: str, demo_file: Path, tmp_path: Path
 ) -> None:
+    """Issue 4: bad lines and refused events are named with FILE:LINE, the other lines are still
+    applied, and the command says how many failed (exit 1). Each event is whole or nothing."""
     dripflow("apply", demo_file, "--database", db_url)
     events = write(tmp_path / "events.jsonl", EVENTS_BAD)
     result = dripflow("events", "ingest", events, "--database", db_url)
     assert_no_traceback(result)
     assert result.code == 1
+    assert result.out.strip() == "applied 1 event(s) to workspace acme"
+    problems = result.err.splitlines()[:3]  # in line order, each with its line
+    assert problems[0] == f"{events}:2: unknown list 'newsleter' — did you mean 'newsletter'?"
+    assert problems[1].startswith(f"{events}:3: not a JSON object")
+    assert problems[2].startswith(f"{events}:4: `at` 2099-01-01T00:00:00Z is in the future")
+    assert "3 line(s) failed and were not applied; the others were." in result.err
+    with store(db_url) as session:  # bob's subscription went in; nothing of cy's or dee's did
+        assert session.scalars(select(Contact.email).order_by(Contact.email)).all() == ["bob@example.com"]
+
+
+def test_ingest_atomic_applies_nothing_if_any_line_fails(
+    dripflow: Dripflow, db_url: str, demo_file: Path, tmp_path: Path
+) -> None:
+    """`--atomic`: every problem is still named in one run, and nothing is applied."""
+    dripflow("apply", demo_file, "--database", db_url)
+    events = write(tmp_path / "events.jsonl", EVENTS_BAD)
+    result = dripflow("events", "ingest", events, "--atomic", "--database", db_url)
+    assert_no_traceback(result)
+    assert result.code == 1
     assert f"{events}:3: not a JSON object" in result.err
     assert f"{events}:4: `at` 2099-01-01T00:00:00Z is in the future" in result.err
     fixed = write(tmp_path / "fixed.jsonl", "\n".join(EVENTS_BAD.splitlines()[:2]) + "\n")
-    second = dripflow("events", "ingest", fixed, "--database", db_url)
+    second = dripflow("events", "ingest", fixed, "--atomic", "--database", db_url)
     assert second.code == 1
     assert f"{fixed}:2: unknown list 'newsleter' — did you mean 'newsletter'?" in second.err
     assert "nothing was applied" in second.err

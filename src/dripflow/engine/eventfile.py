@@ -46,13 +46,19 @@ class InputEvent:
 
 
 def read_events(
-    path: Path, *, default_at: datetime | None = None, ordered: bool = True, latest: datetime | None = None
+    path: Path,
+    *,
+    default_at: datetime | None = None,
+    ordered: bool = True,
+    latest: datetime | None = None,
+    bad_lines: list[str] | None = None,
 ) -> list[InputEvent]:
     """The events of ``path``; raises one UserError listing every bad line.
 
     ``default_at`` is the time of an event without ``at`` (none: ``at`` is required, as in
     simulate); ``ordered`` requires time order; ``latest`` refuses events after it (an ingested
-    event cannot come from the future).
+    event cannot come from the future). With ``bad_lines``, bad lines are collected there (as
+    ``FILE:LINE: problem``) instead, and the good ones returned.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -69,6 +75,9 @@ def read_events(
             events.append(_event(path, number, line, default_at, latest, events if ordered else None))
         except UserError as exc:
             problems.append(str(exc))
+    if bad_lines is not None:
+        bad_lines.extend(problems)
+        return events
     if problems:
         shown = problems[:MAX_REPORTED]
         if len(problems) > MAX_REPORTED:

@@ -1,10 +1,11 @@
-"""`dripflow events ingest FILE.jsonl`: a file of X2 events applied all together or not at all.
+"""`dripflow events ingest FILE.jsonl`: a file of X2 events, each applied whole or not at all.
 
 The whole file is one transaction and each event runs in its own savepoint: an event that cannot
-be applied is rolled back alone so that the rest of the file is still checked, and if any failed
-the transaction is rolled back too. The user gets every problem with its FILE:LINE in one run and
-the database is never left half-applied. An event with an ``id`` is applied at most once (D3),
-so a file can be ingested again after a crash or by mistake.
+be applied is rolled back alone (nothing of it is half-applied) and the rest of the file goes on.
+By default the good events are kept and the refused ones reported with their FILE:LINE (issue 4:
+"the other lines are still applied and the command says how many failed"); ``atomic`` rolls the
+whole file back if any event is refused. An event with an ``id`` is applied at most once (D3), so
+a file can be ingested again after a crash or by mistake.
 """
 
 from __future__ import annotations
@@ -37,10 +38,15 @@ class EventsRefused(UserError):
 class IngestReport:
     applied: int
     duplicates: int
+    refused: tuple[str, ...] = ()  # ``FILE:LINE: problem`` of each event refused (not atomic)
 
 
-def ingest_events(engine: Engine, workspace_id: str, events: list[InputEvent], source: Path) -> IngestReport:
-    """Apply ``events`` (each at its own ``at``); raises a UserError naming every event refused."""
+def ingest_events(
+    engine: Engine, workspace_id: str, events: list[InputEvent], source: Path, *, atomic: bool = True
+) -> IngestReport:
+    """Apply ``events`` (each at its own ``at``). ``atomic``: if any is refused, none is applied and
+    a UserError names every one refused; otherwise the others are applied and the report names
+    the refused ones."""
     applied = duplicates = 0
     problems: list[tuple[int, str]] = []
     with transaction(engine) as session:
@@ -58,6 +64,9 @@ def ingest_events(engine: Engine, workspace_id: str, events: list[InputEvent], s
                 applied += 1
             else:
                 duplicates += 1
+        if problems and not atomic:
+            refused = tuple(f"{source}:{line}: {text}" for line, text in problems)
+            return IngestReport(applied, duplicates, refused)
         if problems:  # raising inside the transaction rolls all of it back
             shown = [f"{source}:{line}: {text}" for line, text in problems[:MAX_REPORTED]]
             if len(problems) > MAX_REPORTED:

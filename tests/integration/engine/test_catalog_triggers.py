@@ -309,7 +309,7 @@ def test_leaving_a_list_or_a_sequence_on_ones_own_fires_its_unsubscribed_trigger
                     sub("news"),
                     enroll("drip"),
                     ("unsubscribed", {"scope": "sequence", "sequence": "drip"}),
-                ],  # noqa: E501
+                ],
             }
         ),
         f"{DAY}T09:50:00Z",
