@@ -7,9 +7,9 @@ system record a fact on the contact and queue a signed webhook to the workspace'
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 
 from dripflow.core.actions_model import ActionNode as Action
 from dripflow.core.actions_model import (
@@ -45,16 +45,13 @@ __all__ = ["apply_action", "record_fact"]
 
 
 def record_fact(ctx: Ctx, contact_id: int, kind: str, key: str | None, detail: dict[str, Any]) -> None:
-    ctx.session.execute(
-        insert(Fact).values(
-            workspace_id=ctx.workspace_id,
-            contact_id=contact_id,
-            kind=kind,
-            key=key,
-            detail=detail,
-            at=ctx.now,
-        )
-    )
+    # A statement built once, run as plain Core on the session's connection (hot path: facts are
+    # written by many actions); the contact row exists, and later reads in the transaction see it.
+    params = {"workspace_id": ctx.workspace_id, "contact_id": contact_id, "kind": kind, "key": key}
+    ctx.session.connection().execute(_FACT_INSERT, {**params, "detail": detail, "at": ctx.now})
+
+
+_FACT_INSERT = insert(cast(Table, Fact.__table__))
 
 
 def apply_action(
@@ -129,7 +126,7 @@ def _apply(
             row.score = before + delta
             row.updated_at = ctx.now
             fire("contact.updated", {"changed": "score"})
-            peak = _score_peak(ctx, contact.id, before) if delta > 0 else before
+            peak = _score_peak(contact, before) if delta > 0 else before
             if row.score > peak:  # §3 score.reached, first crossing only: above the highest score yet
                 record_fact(ctx, contact.id, "score.reached", None, {"score": row.score})
                 fire("score.reached", {"score": row.score, "previous": peak})
@@ -149,14 +146,11 @@ def _apply(
     return False, None
 
 
-def _score_peak(ctx: Ctx, contact_id: int, score: int) -> int:
-    """The highest score the contact has had: ``score`` (its current one) or a peak recorded before."""
-    peaks = ctx.session.scalars(
-        select(Fact.detail).where(
-            Fact.workspace_id == ctx.workspace_id, Fact.contact_id == contact_id, Fact.kind == "score.reached"
-        )
-    )
-    return max([score, *(int(detail.get("score", score)) for detail in peaks)])
+def _score_peak(contact: ContactView, score: int) -> int:
+    """The highest score the contact has had: ``score`` (its current one) or a peak recorded before
+    (its `score.reached` facts, in the view the action was given: no query)."""
+    peaks = (fact.detail.get("score", score) for fact in contact.facts if fact.kind == "score.reached")
+    return max([score, *(int(peak) for peak in peaks)])
 
 
 _ELSEWHERE_EVENTS: dict[type, str] = {

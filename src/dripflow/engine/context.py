@@ -68,14 +68,22 @@ class Rules:
         return any(node.kind in _SEQUENCE_CONDITIONS for condition in conditions for node in walk(condition))
 
     @cached_property
-    def automations_by_event(self) -> dict[str, tuple[tuple[Automation, Filters], ...]]:
-        """Each event type's automations in file order, with their trigger's filters: an event is
-        tested against the automations of its own type only (hot path: a workspace may hold
-        a thousand automations, and building a trigger's filters is a model dump)."""
-        grouped: dict[str, list[tuple[Automation, Filters]]] = {}
-        for automation in self.workspace.automations:
-            grouped.setdefault(automation.when.event, []).append((automation, automation.when.filters()))
-        return {event: tuple(items) for event, items in grouped.items()}
+    def _automation_index(self) -> dict[str, _TypeIndex]:
+        grouped: dict[str, list[_Entry]] = {}
+        for position, automation in enumerate(self.workspace.automations):
+            entry = (position, automation, automation.when.filters())
+            grouped.setdefault(automation.when.event, []).append(entry)
+        return {event: _TypeIndex.of(entries) for event, entries in grouped.items()}
+
+    def automations_for(self, event_type: str, fields: dict[str, Any]) -> list[tuple[Automation, Filters]]:
+        """The automations that may fire on this event, in file order, with their trigger's filters.
+
+        An index lookup by event type and key (the list, tag, product … the trigger names), not a
+        scan of every automation (issue 4; a workspace may hold a thousand). The caller still
+        tests every filter.
+        """
+        index = self._automation_index.get(event_type)
+        return index.candidates(fields) if index is not None else []
 
     @cached_property
     def starters_by_event(self) -> dict[str, tuple[tuple[str, tuple[tuple[TriggerNode, Filters], ...]], ...]]:
@@ -91,6 +99,45 @@ class Rules:
 
 
 Filters = dict[str, object]
+_Entry = tuple[int, Automation, Filters]
+# The event field a trigger is keyed by, in this order (an event's main field, as its fact's key).
+_KEY_FIELDS = ("list", "tag", "form", "page", "link", "sequence", "product", "video", "membership",
+               "webinar", "calendar", "survey", "task")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _TypeIndex:
+    """One event type's automations: by (key field, value) when the trigger names one, else kept
+    aside to be tried on every event of the type."""
+
+    unkeyed: tuple[_Entry, ...]
+    keyed: dict[tuple[str, str], tuple[_Entry, ...]]
+    key_fields: tuple[str, ...]
+
+    @classmethod
+    def of(cls, entries: list[_Entry]) -> _TypeIndex:
+        unkeyed: list[_Entry] = []
+        keyed: dict[tuple[str, str], list[_Entry]] = {}
+        for entry in entries:
+            filters = entry[2]
+            name = next((key for key in _KEY_FIELDS if isinstance(filters.get(key), str)), None)
+            if name is None:
+                unkeyed.append(entry)
+            else:
+                keyed.setdefault((name, str(filters[name])), []).append(entry)
+        fields = tuple(key for key in _KEY_FIELDS if any(name == key for name, _ in keyed))
+        return cls(tuple(unkeyed), {key: tuple(items) for key, items in keyed.items()}, fields)
+
+    def candidates(self, fields: dict[str, Any]) -> list[tuple[Automation, Filters]]:
+        found = list(self.unkeyed)
+        for name in self.key_fields:
+            value = fields.get(name)
+            if isinstance(value, str):
+                found.extend(self.keyed.get((name, value), ()))
+        found.sort(key=lambda entry: entry[0])
+        return [(automation, filters) for _position, automation, filters in found]
+
+
 _SEQUENCE_CONDITIONS = frozenset({"in_sequence", "finished_sequence", "reached_step"})
 
 

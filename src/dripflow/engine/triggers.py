@@ -148,7 +148,7 @@ def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
                     ctx, "sequence.subscribed", contact.id, fields, origin=event.origin, depth=event.depth + 1
                 )  # SPEC §3: entering a sequence is an event
             stale = True
-    for automation, filters in ctx.rules.automations_by_event.get(event.type, ()):
+    for automation, filters in ctx.rules.automations_for(event.type, event.fields):
         if not trigger_matches(automation.when, event.type, event.fields, filters):
             continue
         contact = fresh()
