@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import ColumnElement, and_, false, or_, select
@@ -40,7 +41,7 @@ from dripflow.core.render import MissingVariable, RenderContext, RenderFailure, 
 from dripflow.core.timing import local_to_utc
 from dripflow.core.windows import frequency_cap_next_slot
 from dripflow.engine.context import Ctx, load_rules
-from dripflow.engine.messages import insert_message, link_url, unsubscribe_url
+from dripflow.engine.messages import insert_messages, link_url, message_row, unsubscribe_url
 from dripflow.store.database import dialect_insert, is_postgresql
 from dripflow.store.tables import BroadcastRun, Contact, ContactList, Message
 from dripflow.store.views import load_views
@@ -263,6 +264,7 @@ def _wave(ctx: Ctx, broadcast: Broadcast, groups: list[str | None], batch_size: 
         left = _list_unsubscribed(ctx, lists, [view.id for view in chosen])
         chosen = [view for view in chosen if view.id not in left]  # B2
         recent = _recent_emails(ctx, frequency.per, [view.id for view in chosen]) if frequency else {}
+        built: list[tuple[ContactView, dict[str, Any]]] = []
         for view in chosen:
             if frequency is not None:  # D7: the same rolling count as a sequence step's hold
                 slot = frequency_cap_next_slot(recent.get(view.id, ()), frequency.max, frequency.per, ctx.now)
@@ -270,10 +272,30 @@ def _wave(ctx: Ctx, broadcast: Broadcast, groups: list[str | None], batch_size: 
                     ctx.log("broadcast.skipped", view, broadcast=broadcast.id, reason="frequency_cap")
                     tally.skipped += 1
                     continue
-            if _send(ctx, broadcast, view, mailbox, template, domain):
-                tally.queued += 1
-            else:
+            row = _build(ctx, broadcast, view, mailbox, template, domain)
+            if row is None:
                 tally.skipped += 1
+            else:
+                built.append((view, row))
+        # The batch's messages in one statement (queued in bulk, not row by row); a contact who has
+        # it already (a concurrent wave) is left out by the key (B3).
+        inserted = insert_messages(ctx, [row for _view, row in built])
+        for view, row in built:
+            if row["key"] not in inserted:
+                tally.skipped += 1
+                continue
+            tally.queued += 1
+            ctx.log(
+                "message.sent",
+                view,
+                channel="email",
+                to=row["recipient"],
+                broadcast=broadcast.id,
+                template=broadcast.template,
+                subject=row["subject"],
+                mailbox=mailbox.id,
+            )
+        ctx.flush_journal()  # a batch at a time: memory stays flat however large the audience
     return tally
 
 
@@ -366,14 +388,15 @@ def _recent_emails(ctx: Ctx, per: timedelta, ids: Iterable[int]) -> dict[int, li
     return found
 
 
-def _send(
+def _build(
     ctx: Ctx,
     broadcast: Broadcast,
     contact: ContactView,
     mailbox: Mailbox,
     template: EmailTemplate,
     domain: str,
-) -> bool:
+) -> dict[str, Any] | None:
+    """The contact's message as an outbox row, or None (and why, in the log) if it cannot be built."""
     assert contact.email is not None
     key = broadcast_key(broadcast.id, contact.id)
     settings = ctx.workspace.workspace
@@ -389,11 +412,11 @@ def _send(
         rendered = render_email(template, render)
     except MissingVariable as exc:
         ctx.log("broadcast.skipped", contact, broadcast=broadcast.id, reason=f"template_variable:{exc.path}")
-        return False
+        return None
     except RenderFailure:
         ctx.log("broadcast.skipped", contact, broadcast=broadcast.id, reason="render_error")
-        return False
-    inserted = insert_message(
+        return None
+    return message_row(
         ctx,
         key=key,
         contact=contact,
@@ -412,16 +435,3 @@ def _send(
         domain=domain,
         broadcast_id=broadcast.id,
     )
-    if not inserted:
-        return False  # B3: it already has it (a concurrent wave)
-    ctx.log(
-        "message.sent",
-        contact,
-        channel="email",
-        to=contact.email,
-        broadcast=broadcast.id,
-        template=broadcast.template,
-        subject=rendered.subject,
-        mailbox=mailbox.id,
-    )
-    return True

@@ -7,7 +7,7 @@ With no SMTP configured the outbox is the dev inbox (SPEC §10): messages stay t
 from __future__ import annotations
 
 import os
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Executable, Table, select
 
@@ -18,7 +18,7 @@ from dripflow.store.database import dialect_insert
 from dripflow.store.tables import Enrollment, Message
 from dripflow.tracking.tokens import tracking_path
 
-__all__ = ["insert_message", "link_url", "open_url", "unsubscribe_url"]
+__all__ = ["insert_message", "insert_messages", "link_url", "message_row", "open_url", "unsubscribe_url"]
 
 
 def _base_url(ctx: Ctx) -> str:
@@ -44,7 +44,7 @@ def open_url(ctx: Ctx, key: str, contact_id: int) -> str:
     return _base_url(ctx) + tracking_path("o", ctx.workspace_id, {"c": contact_id, "m": key, "o": 1})
 
 
-def insert_message(
+def message_row(
     ctx: Ctx,
     *,
     key: str,
@@ -63,8 +63,8 @@ def insert_message(
     in_reply_to: str | None,
     domain: str,
     broadcast_id: str | None = None,
-) -> bool:
-    """Queue one message under ``key``; False when a message with that key already exists (D3)."""
+) -> dict[str, Any]:
+    """The outbox row of one message (for :func:`insert_messages`)."""
     # Deterministic Message-ID: the same run of a simulation gives the same headers (X1).
     message_id = f"<{key.replace(':', '.')}.{ctx.workspace_id}@{domain}>"
     params = {
@@ -89,11 +89,28 @@ def insert_message(
         "status": _initial_status(ctx, channel),
         "created_at": ctx.now,
     }
-    # The statement is built once per database and run on the session's connection as plain Core
-    # (a hot path: one per message; the ORM's bulk-insert machinery costs several times more). The
-    # outbox row depends on no pending ORM change: its contact and enrollment rows already exist.
+    return params
+
+
+def insert_message(ctx: Ctx, **message: Any) -> bool:
+    """Queue one message (the arguments of :func:`message_row`); False when a message with that key
+    already exists (D3)."""
+    return bool(insert_messages(ctx, [message_row(ctx, **message)]))
+
+
+def insert_messages(ctx: Ctx, rows: list[dict[str, Any]]) -> set[str]:
+    """Queue many messages in one statement; the keys inserted (a key that exists already is left
+    as it is, D3/B3).
+
+    The statement is built once per database and run on the session's connection as plain Core
+    (hot path: the ORM's bulk-insert machinery costs several times more; a broadcast queues its
+    messages a batch at a time). The rows depend on no pending ORM change: their contacts and
+    enrollments already exist.
+    """
+    if not rows:
+        return set()
     connection = ctx.session.connection()
-    return connection.execute(_insert_statement(ctx), params).first() is not None
+    return set(connection.execute(_insert_statement(ctx), rows).scalars())
 
 
 _STATEMENTS: dict[str, Executable] = {}
@@ -107,7 +124,7 @@ def _insert_statement(ctx: Ctx) -> Executable:
         stmt = (
             dialect_insert(ctx.session, table)
             .on_conflict_do_nothing(index_elements=[table.c.workspace_id, table.c.key])
-            .returning(table.c.id)
+            .returning(table.c.key)
         )
         _STATEMENTS[dialect] = stmt
     return stmt
