@@ -14,8 +14,8 @@ below what would hurt the database.
 The buckets live in this process's memory: a deployment with several ``dripflow serve`` processes
 limits each one separately. Their number is bounded: a full bucket carries no information and is
 dropped first, so a flood of distinct addresses cannot grow memory without end. Behind a reverse
-proxy, the client address is the proxy's unless the server is told to trust its forwarding
-headers (uvicorn's ``--proxy-headers`` with ``--forwarded-allow-ips``).
+proxy the address is the one uvicorn reports: it honours ``X-Forwarded-For`` from the addresses in
+``FORWARDED_ALLOW_IPS`` (default 127.0.0.1), else every reader shares the proxy's bucket.
 """
 
 from __future__ import annotations
