@@ -7,7 +7,8 @@ from sqlalchemy import Engine
 
 from dripflow import __version__
 from dripflow.api.errors import install_error_handlers
-from dripflow.api.routes import contacts, events, health, metrics, sequences, tracking
+from dripflow.api.ratelimit import TrackingRateLimit, configured_limit
+from dripflow.api.routes import contacts, events, health, inbound, lists, metrics, outbox, sequences, tracking
 from dripflow.core.clock import Clock, SystemClock
 
 __all__ = ["create_app"]
@@ -24,6 +25,8 @@ def create_app(engine: Engine, clock: Clock | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.clock = clock or SystemClock()
     install_error_handlers(app)
-    for module in (health, events, contacts, sequences, tracking, metrics):
+    for module in (health, events, contacts, lists, outbox, inbound, sequences, tracking, metrics):
         app.include_router(module.router)
+    configured_limit()  # a wrong DRIPFLOW_TRACKING_RATE_LIMIT stops start-up, not a request
+    app.add_middleware(TrackingRateLimit, prefix="/t/")
     return app

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from dripflow.store.tables import Enrollment
 
-__all__ = ["EnrollmentOut", "enrollment_out"]
+__all__ = [
+    "AddressIn",
+    "ContactIn",
+    "ContactPage",
+    "ContactPatch",
+    "ContactSummary",
+    "Deleted",
+    "EnrollmentOut",
+    "InboundEvent",
+    "InboundResult",
+    "MembershipChange",
+    "OutboxItem",
+    "OutboxMessage",
+    "OutboxPage",
+    "TimelineItem",
+    "TimelinePage",
+    "enrollment_out",
+]
 
 
 class EnrollmentOut(BaseModel):
@@ -31,3 +49,188 @@ def enrollment_out(row: Enrollment) -> EnrollmentOut:
         next_step=row.next_step,
         due_at=row.due_at,
     )
+
+
+# -- contacts: what a caller sends (issue 6) -----------------------------------------------------
+
+FieldInput = str | int | float | bool | None
+
+
+class AddressIn(BaseModel):
+    """A postal address (for postcard steps, S8); it replaces the stored one as a whole."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    line1: str | None = None
+    line2: str | None = None
+    city: str | None = None
+    region: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+
+
+class ContactIn(BaseModel):
+    """A contact to create, or to update when the workspace already has its email address.
+
+    Absent or null attributes are left as they are; ``fields`` is merged key by key (a key given
+    as null removes that field). Every custom field must be declared in the workspace file.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"email": "ann@example.com", "first_name": "Ann"}]},
+    )
+
+    email: str = Field(description="The contact's identity in the workspace (stored lower-cased).")
+    phone: str | None = Field(None, description="International form, such as +15550100.")
+    first_name: str | None = None
+    last_name: str | None = None
+    timezone: str | None = Field(None, description="An IANA name such as America/New_York.")
+    source: str | None = None
+    owner: str | None = None
+    address: AddressIn | None = None
+    fields: dict[str, FieldInput] | None = None
+
+
+class ContactPatch(BaseModel):
+    """The attributes to change. Absent: unchanged; null: removed (the email cannot be removed);
+    ``fields`` is merged key by key, a key given as null removes that field."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"first_name": "Ann", "fields": {"plan": "pro"}}]}
+    )
+
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    timezone: str | None = None
+    source: str | None = None
+    owner: str | None = None
+    address: AddressIn | None = None
+    fields: dict[str, FieldInput] | None = None
+
+
+# -- contacts: what the API answers -----------------------------------------------------------------
+
+
+class ContactSummary(BaseModel):
+    """One contact in a search result."""
+
+    id: int
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    lead_status: str
+    score: int
+    lists: list[str]
+    tags: list[str]
+    created_at: datetime
+
+
+class ContactPage(BaseModel):
+    items: list[ContactSummary]
+    next_cursor: str | None = Field(
+        description="Pass it back as `cursor` for the next page; null at the end."
+    )
+
+
+class MembershipChange(BaseModel):
+    """The contact's lists and tags after a subscribe, unsubscribe, tag or untag."""
+
+    changed: bool = Field(description="False when it was a no-op (already so): then nothing fired (A1).")
+    lists: list[str]
+    tags: list[str]
+
+
+class Deleted(BaseModel):
+    deleted: bool
+    canceled_enrollments: list[str] = Field(
+        description="Sequences whose open enrollment was canceled, reason `contact_deleted`."
+    )
+    canceled_messages: int = Field(description="Queued messages to the contact that will not be sent.")
+
+
+class TimelineItem(BaseModel):
+    """One thing in a contact's history.
+
+    ``source``: ``event`` (an event received, as logged), ``fact`` (what the contact did: an open,
+    a click, a purchase …), ``journal`` (what the engine decided: enrollments, steps, statuses,
+    automations, the same records ``explain`` tells) or ``message`` (an email or SMS built for
+    the contact). ``kind`` is the event type, fact kind, journal kind, or ``message``.
+    """
+
+    at: datetime
+    source: str
+    kind: str
+    data: dict[str, Any]
+
+
+class TimelinePage(BaseModel):
+    items: list[TimelineItem]
+    next_cursor: str | None
+
+
+# -- the outbox (dev inbox) --------------------------------------------------------------------------
+
+
+class OutboxItem(BaseModel):
+    id: int
+    created_at: datetime
+    status: str = Field(description="captured · queued · sending · sent · bounced · failed · canceled")
+    channel: str
+    recipient: str
+    subject: str | None
+    contact_id: int
+    sequence: str | None
+    step: str | None
+    broadcast: str | None
+    template: str
+    variant: str | None
+    mailbox: str | None
+    message_id: str
+    sent_at: datetime | None
+    attempts: int
+    last_error: str | None
+
+
+class OutboxMessage(OutboxItem):
+    """One message with its bodies: ``text`` and ``html`` as the template rendered them, and
+    ``raw``, the whole RFC 5322 email as delivery builds it (headers, footer, unsubscribe link)."""
+
+    sender: str | None
+    in_reply_to: str | None
+    text: str
+    html: str | None
+    raw: str | None = Field(description="Null for SMS, or when the message cannot be built.")
+
+
+class OutboxPage(BaseModel):
+    items: list[OutboxItem]
+    next_cursor: str | None
+
+
+# -- inbound mail --------------------------------------------------------------------------------------
+
+
+class InboundEvent(BaseModel):
+    type: str
+    message: str | None
+    kind: str | None = Field(None, description="For a bounce: hard or soft.")
+
+
+class InboundResult(BaseModel):
+    """What the raw message was and what it did."""
+
+    kind: str = Field(
+        description=(
+            "`bounce` (RFC 3464 report), `complaint` (RFC 5965 report), `reply`, `auto_reply` "
+            "(out-of-office and other automatic answers: not counted as replies) or `not_a_complaint` "
+            "(a feedback report of another type, such as not-spam)"
+        )
+    )
+    applied: int
+    duplicates: int
+    events: list[InboundEvent]
+    reason: str | None = Field(None, description="Why nothing was applied, when nothing was.")

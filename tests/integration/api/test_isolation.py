@@ -54,6 +54,7 @@ from dripflow.store.database import transaction
 from dripflow.store.tables import Base, Contact, Enrollment, Message
 from dripflow.store.workspaces import apply_workspace
 from tests.integration.api.conftest import NOW, Api
+from tests.unit.test_inbound import ARF_ABUSE, ORIGINAL_ID, POSTFIX_HARD
 
 A, B = "rival", "shop"  # the caller's workspace and the one it must not reach
 ROLES = ("read", "write", "admin")  # in order (SPEC §10: read < write < admin)
@@ -76,8 +77,8 @@ workspace:
   base_url: "https://mail.{id}.test"
 mailboxes:
   - {{id: ann, from: "Ann <ann@{id}.test>", default: true}}
-lists: [news]
-tags: [vip]
+lists: [news, offers]
+tags: [vip, fan]
 catalog:
   links: {{offer: "{offer}"}}
 templates:
@@ -141,11 +142,13 @@ class World:
     b_contact: int
     b_enrollments: set[int]
     b_message_id: str
+    b_message: int  # its outbox id
     b_open: str  # paths of B's real tracking links: /t/o/shop/<token> ...
     b_click: str
     b_unsubscribe: str
     a_contacts: set[int]
     a_enrollments: set[int]
+    a_messages: set[int]
     markers: tuple[str, ...]  # strings only B's data holds
 
     def client(self, workspace: str | None = None, role: str | None = None) -> httpx.Client:
@@ -176,10 +179,12 @@ def world(api: Api) -> World:
     for workspace_id, contact in ((B, {"email": B_EMAIL, "first_name": B_FIRST}), (A, {"email": A_EMAIL})):
         event = {"type": "list.subscribed", "contact": contact, "list": "news"}
         ingest_events(engine, workspace_id, [InputEvent(1, NOW, event)], Path("test"))
+    fan = {"type": "tag.assigned", "contact": B_EMAIL, "tag": "fan"}  # so that B has a tag to remove
+    ingest_events(engine, B, [InputEvent(1, NOW, fan)], Path("test"))
     run_worker(engine, api.clock, until_idle=True)
     with transaction(engine) as session:
 
-        def ids(model: type[Contact] | type[Enrollment], workspace_id: str) -> set[int]:
+        def ids(model: type[Contact] | type[Enrollment] | type[Message], workspace_id: str) -> set[int]:
             return set(session.scalars(select(model.id).where(model.workspace_id == workspace_id)))
 
         b_contact = session.scalars(select(Contact.id).where(Contact.workspace_id == B)).one()
@@ -193,11 +198,13 @@ def world(api: Api) -> World:
             b_contact=b_contact,
             b_enrollments=ids(Enrollment, B),
             b_message_id=message.message_id,
+            b_message=message.id,
             b_open=_path(open_url(ctx, message.key, b_contact)),
             b_click=_path(link_url(ctx, message.key, b_contact, "offer")),
             b_unsubscribe=_path(unsubscribe_url(ctx, message.key, b_contact, "drip")),
             a_contacts=ids(Contact, A),
             a_enrollments=ids(Enrollment, A),
+            a_messages=ids(Message, A),
             markers=(B_NAME, B_EMAIL, B_FIRST, B_OFFER, "bramble-only", "bramble-paused", message.message_id),
         )
     assert b_contact < min(world.a_contacts) and len(world.b_enrollments) == 3  # drip, bramble-only, -paused
@@ -234,12 +241,17 @@ class Call:
     expect: int
     json_body: Any = None
     form: dict[str, str] | None = None
+    content: bytes | None = None  # a raw body (POST /v1/inbound), sent as message/rfc822
 
     def send(self, client: httpx.Client) -> httpx.Response:
+        if self.content is not None:
+            headers = {"Content-Type": "message/rfc822"}
+            return client.request(self.method, self.url, content=self.content, headers=headers)
         return client.request(self.method, self.url, json=self.json_body, data=self.form)
 
     def text(self) -> str:
-        return f"{self.url} {json.dumps(self.json_body)} {self.form}"
+        raw = self.content.decode("utf-8", "replace") if self.content is not None else ""
+        return f"{self.url} {json.dumps(self.json_body)} {self.form} {raw}"
 
 
 def _leaks(world: World, call: Call, response: httpx.Response) -> list[str]:
@@ -248,7 +260,7 @@ def _leaks(world: World, call: Call, response: httpx.Response) -> list[str]:
     sent = call.text()
     found = [marker for marker in world.markers if marker in response.text and marker not in sent]
     if response.headers.get("content-type", "").startswith("application/json"):
-        allowed = world.a_contacts | world.a_enrollments
+        allowed = world.a_contacts | world.a_enrollments | world.a_messages
 
         def walk(value: Any) -> None:
             if isinstance(value, dict):
@@ -378,6 +390,30 @@ def _events(world: World) -> list[Call]:
     ]
 
 
+def _reply_to(message_id: str) -> bytes:
+    return (
+        f"From: {B_EMAIL}\r\nSubject: Re: Hello\r\nMessage-ID: <r1@bramblewood.test>\r\n"
+        f"In-Reply-To: {message_id}\r\n\r\nYes please.\r\n"
+    ).encode()
+
+
+def _inbound(world: World) -> list[Call]:
+    """B's message named in reports and replies sent with A's key: A has no such message (nor a
+    contact with B's address), so each is refused and nothing is applied anywhere."""
+    b_id = world.b_message_id.encode()
+    complaint = ARF_ABUSE.replace(ORIGINAL_ID.encode(), b_id).replace(b"bob@example.test", B_EMAIL.encode())
+    return [
+        Call("POST", "/v1/inbound", 422, content=_reply_to(world.b_message_id)),
+        Call("POST", "/v1/inbound", 422, content=POSTFIX_HARD.replace(ORIGINAL_ID.encode(), b_id)),
+        Call("POST", "/v1/inbound", 422, content=complaint),
+    ]
+
+
+def _contact_paths(world: World, suffix: str = "") -> list[str]:
+    """B's contact as A would name it: by id, by email, by email in capitals."""
+    return [f"/v1/contacts/{ref}{suffix}" for ref in (world.b_contact, B_EMAIL, B_EMAIL.upper())]
+
+
 CASES: dict[tuple[str, str], Case] = {
     # -- the API (SPEC §10) --
     ("POST", "/v1/events"): ApiCase(
@@ -410,6 +446,112 @@ CASES: dict[tuple[str, str], Case] = {
         control=lambda w: Call("GET", f"/v1/contacts/{w.b_contact}/explain", 200),
         control_status=200,
         writes=False,
+    ),
+    ("POST", "/v1/contacts"): ApiCase(
+        role="write",
+        attacks=lambda w: [
+            # B's address in A would be A's own contact; these are refused before anything is made.
+            Call("POST", "/v1/contacts", 422, {"email": B_EMAIL, "timezone": "Nowhere/Bramble"}),
+            Call("POST", "/v1/contacts", 422, {"email": B_EMAIL, "id": w.b_contact}),
+            # A's own contact, updated by email: B's is not touched.
+            Call("POST", "/v1/contacts", 200, {"email": A_EMAIL, "first_name": "Al"}),
+        ],
+        control=lambda w: Call("POST", "/v1/contacts", 200, {"email": B_EMAIL, "first_name": "Bea"}),
+        control_status=200,
+        writes=True,
+    ),
+    ("GET", "/v1/contacts"): ApiCase(
+        role="read",
+        attacks=lambda w: [
+            Call("GET", "/v1/contacts", 200),
+            Call("GET", "/v1/contacts?email=bramblewood", 200),
+            Call("GET", "/v1/contacts?list=news&tag=fan&limit=1000", 200),
+            Call("GET", f"/v1/contacts?cursor={w.b_contact - 1}", 200),
+        ],
+        control=lambda w: Call("GET", "/v1/contacts?email=bramblewood", 200),
+        control_status=200,
+        writes=False,
+    ),
+    ("PATCH", "/v1/contacts/{contact}"): ApiCase(
+        role="write",
+        attacks=lambda w: [Call("PATCH", path, 404, {"first_name": "Mallory"}) for path in _contact_paths(w)],
+        control=lambda w: Call("PATCH", f"/v1/contacts/{w.b_contact}", 200, {"first_name": "Bea"}),
+        control_status=200,
+        writes=True,
+    ),
+    ("DELETE", "/v1/contacts/{contact}"): ApiCase(
+        role="write",
+        attacks=lambda w: [Call("DELETE", path, 404) for path in _contact_paths(w)],
+        control=lambda w: Call("DELETE", f"/v1/contacts/{w.b_contact}", 200),
+        control_status=200,
+        writes=True,
+    ),
+    ("GET", "/v1/contacts/{contact}/timeline"): ApiCase(
+        role="read",
+        attacks=lambda w: [Call("GET", path, 404) for path in _contact_paths(w, "/timeline")],
+        control=lambda w: Call("GET", f"/v1/contacts/{w.b_contact}/timeline", 200),
+        control_status=200,
+        writes=False,
+    ),
+    ("POST", "/v1/contacts/{contact}/lists/{list}"): ApiCase(
+        role="write",
+        attacks=lambda w: [Call("POST", path, 404) for path in _contact_paths(w, "/lists/offers")],
+        control=lambda w: Call("POST", f"/v1/contacts/{w.b_contact}/lists/offers", 200),
+        control_status=200,
+        writes=True,
+    ),
+    ("DELETE", "/v1/contacts/{contact}/lists/{list}"): ApiCase(
+        role="write",
+        attacks=lambda w: [Call("DELETE", path, 404) for path in _contact_paths(w, "/lists/news")],
+        control=lambda w: Call("DELETE", f"/v1/contacts/{w.b_contact}/lists/news", 200),
+        control_status=200,
+        writes=True,
+    ),
+    ("POST", "/v1/contacts/{contact}/tags/{tag}"): ApiCase(
+        role="write",
+        attacks=lambda w: [Call("POST", path, 404) for path in _contact_paths(w, "/tags/vip")],
+        control=lambda w: Call("POST", f"/v1/contacts/{w.b_contact}/tags/vip", 200),
+        control_status=200,
+        writes=True,
+    ),
+    ("DELETE", "/v1/contacts/{contact}/tags/{tag}"): ApiCase(
+        role="write",
+        attacks=lambda w: [Call("DELETE", path, 404) for path in _contact_paths(w, "/tags/fan")],
+        control=lambda w: Call("DELETE", f"/v1/contacts/{w.b_contact}/tags/fan", 200),
+        control_status=200,
+        writes=True,
+    ),
+    ("GET", "/v1/outbox"): ApiCase(
+        role="read",
+        attacks=lambda w: [
+            Call("GET", "/v1/outbox", 200),
+            Call("GET", "/v1/outbox?status=captured&limit=1000", 200),
+            Call("GET", f"/v1/outbox?cursor={w.b_message + 1}", 200),
+            Call("GET", f"/v1/outbox?contact={w.b_contact}", 404),
+            Call("GET", f"/v1/outbox?contact={B_EMAIL}", 404),
+        ],
+        control=lambda w: Call("GET", "/v1/outbox", 200),
+        control_status=200,
+        writes=False,
+    ),
+    ("GET", "/v1/outbox/{message_id}"): ApiCase(
+        role="read",
+        attacks=lambda w: [Call("GET", f"/v1/outbox/{w.b_message}", 404)],
+        control=lambda w: Call("GET", f"/v1/outbox/{w.b_message}", 200),
+        control_status=200,
+        writes=False,
+    ),
+    ("POST", "/v1/inbound"): ApiCase(
+        role="write",
+        attacks=_inbound,
+        control=lambda w: Call(  # B's own bounce report: B's contact is blacklisted (L1)
+            "POST",
+            "/v1/inbound",
+            200,
+            content=POSTFIX_HARD.replace(ORIGINAL_ID.encode(), w.b_message_id.encode()),
+        ),
+        control_status=200,
+        writes=True,
     ),
     ("GET", "/v1/sequences"): ApiCase(
         role="read",
