@@ -204,8 +204,8 @@ def _next_moment(session: Session, workspace_id: str) -> datetime | None:
 
 
 def _journal(engine: Engine, workspace_id: str) -> list[dict[str, Any]]:
-    with transaction(engine) as session:
-        rows = session.execute(
+    with transaction(engine) as session:  # plain rows on the connection: the whole log, read once
+        rows = session.connection().execute(
             select(JournalEntry.at, JournalEntry.data)
             .where(JournalEntry.workspace_id == workspace_id)
             .order_by(JournalEntry.at, JournalEntry.id)

@@ -110,7 +110,9 @@ def insert_messages(ctx: Ctx, rows: list[dict[str, Any]]) -> set[str]:
     if not rows:
         return set()
     connection = ctx.session.connection()
-    return set(connection.execute(_insert_statement(ctx), rows).scalars())
+    # One row is a plain execute: an executemany of one goes through the batching machinery.
+    parameters: dict[str, Any] | list[dict[str, Any]] = rows[0] if len(rows) == 1 else rows
+    return set(connection.execute(_insert_statement(ctx), parameters).scalars())
 
 
 _STATEMENTS: dict[str, Executable] = {}

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from dripflow.core.clock import Clock
 from dripflow.engine.context import Ctx, load_rules
-from dripflow.engine.enrollments import preload_step_runs
+from dripflow.engine.enrollments import flush_enrollments, preload_step_runs
 from dripflow.engine.steps import Caps, run_enrollment
 from dripflow.engine.triggers import drain
 from dripflow.store.database import is_postgresql, transaction
@@ -87,7 +87,7 @@ def run_due(ctx: Ctx, batch_size: int = BATCH_SIZE) -> int:
 
 
 def due_in(session: Session, workspace_id: str) -> datetime | None:
-    session.flush()  # the due times as they stand, read as a plain row (every pass of every worker)
+    flush_enrollments(session)  # the due times as they stand, read as a plain row (every pass)
     due: datetime | None = session.connection().scalar(_NEXT_DUE, {"workspace_id": workspace_id})
     if due is not None and due.tzinfo is None:  # SQLite hands a bare MIN() back without our type
         due = due.replace(tzinfo=UTC)
