@@ -65,11 +65,12 @@ def _sentence(record: dict[str, Any]) -> str:
     if kind == "automation.fired":
         return f"Automation '{record['automation']}' fired on {record['event']}."
     if kind == "automation.skipped":
-        why = (
-            "it had already run for this event (A3)"
-            if reason == "once"
-            else f"its condition was false: {reason}"
-        )
+        if reason == "once":
+            why = "it had already run for this event (A3)"
+        elif reason == "created_later":
+            why = "it was added after this event happened (A4)"
+        else:
+            why = f"its condition was false: {reason}"
         return f"Automation '{record['automation']}' did not fire on {record['event']}: {why}."
     if kind == "automation.cut":
         return f"A cascade was cut at depth {record.get('depth')} on {record['event']} (A3)."

@@ -25,7 +25,7 @@ from dripflow.core.model import Workspace as WorkspaceDef
 from dripflow.core.steps_model import WaitUntilStep
 from dripflow.core.triggers_model import TriggerNode
 from dripflow.store.tables import JournalEntry, Sequence, SequenceVersion, Workspace
-from dripflow.store.workspaces import current_versions, rules_key
+from dripflow.store.workspaces import current_versions, rules_key, start_rules_since
 
 __all__ = ["Ctx", "Emitted", "Rules", "load_rules"]
 
@@ -37,6 +37,14 @@ class Rules:
     workspace: WorkspaceDef
     sequences: dict[str, SequenceDef]
     statuses: dict[str, str]
+    # A4: when each automation's trigger and each sequence's start rules came into being.
+    automations_since: dict[str, datetime] = field(default_factory=dict)
+    starts_since: dict[str, datetime] = field(default_factory=dict)
+
+    def existed(self, since: dict[str, datetime], name: str, moment: datetime) -> bool:
+        """Whether a trigger existed at ``moment`` (A4: forward-only, even for a backdated event)."""
+        began = since.get(name)
+        return began is None or began <= moment
 
     def sequence(self, sequence_id: str) -> SequenceDef | None:
         return self.sequences.get(sequence_id)
@@ -200,7 +208,13 @@ def _load_rules(session: Session, workspace_id: str) -> Rules:
         sid: SequenceDef.model_validate(version.definition)
         for sid, version in current_versions(session, workspace_id).items()
     }
-    rules = Rules(workspace, sequences, {sid: status for sid, _version, status, _hash in heads})
+    rules = Rules(
+        workspace,
+        sequences,
+        {sid: status for sid, _version, status, _hash in heads},
+        {name: datetime.fromisoformat(at) for name, at in (row.rules_since or {}).items()},
+        start_rules_since(session, workspace_id),
+    )
     if len(_RULES_CACHE) > 64:
         _RULES_CACHE.clear()
     _RULES_CACHE[key] = rules

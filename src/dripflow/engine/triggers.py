@@ -140,6 +140,8 @@ def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
 
     # Only the start rules and automations naming this event type are tested (in file order).
     for sequence_id, triggers in ctx.rules.starters_by_event.get(event.type, ()):
+        if not ctx.rules.existed(ctx.rules.starts_since, sequence_id, ctx.now):
+            continue  # A4: its start rules came after this (backdated) event
         if any(trigger_matches(trigger, event.type, event.fields, filters) for trigger, filters in triggers):
             cascade = (event.origin, event.depth + 1)
             if enroll(ctx, fresh(), sequence_id, by=f"start_when:{event.type}", cascade=cascade) is not None:
@@ -152,6 +154,16 @@ def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
         if not trigger_matches(automation.when, event.type, event.fields, filters):
             continue
         contact = fresh()
+        if not ctx.rules.existed(ctx.rules.automations_since, automation.id, ctx.now):
+            # A4: added after this (backdated) event happened
+            ctx.log(
+                "automation.skipped",
+                contact,
+                automation=automation.id,
+                event=event.type,
+                reason="created_later",
+            )  # noqa: E501
+            continue
         once = (automation.id, event.origin, contact.id)
         if once in ctx.fired:
             ctx.log("automation.skipped", contact, automation=automation.id, event=event.type, reason="once")

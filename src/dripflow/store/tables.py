@@ -123,6 +123,8 @@ class Workspace(Base):
     definition_hash: Mapped[str] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A4: automation id -> ISO time its trigger was applied (NULL: applied before this was kept).
+    rules_since: Mapped[dict[str, str] | None] = mapped_column(PortableJSON)
 
 
 class Contact(Base):

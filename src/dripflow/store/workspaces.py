@@ -87,6 +87,7 @@ def apply_workspace(session: Session, model: BaseModel, *, now: datetime, actor:
             definition_hash=digest,
             created_at=now,
             updated_at=now,
+            rules_since=automations_since(None, None, document, now),
         )
         session.add(row)
         session.flush()
@@ -95,6 +96,7 @@ def apply_workspace(session: Session, model: BaseModel, *, now: datetime, actor:
     elif row.definition_hash != digest:
         row.name = settings["name"]
         row.timezone = settings["timezone"]
+        row.rules_since = automations_since(row.definition, row.rules_since, document, now)
         row.definition = document
         row.definition_hash = digest
         row.updated_at = now
@@ -102,6 +104,48 @@ def apply_workspace(session: Session, model: BaseModel, *, now: datetime, actor:
         audit.record(actor, "workspace.updated", workspace_id, {"hash": digest}, now)
     _apply_sequences(session, workspace_id, document.get("sequences") or [], now, actor, report)
     return report
+
+
+def automations_since(
+    before: dict[str, Any] | None, since: dict[str, str] | None, after: dict[str, Any], now: datetime
+) -> dict[str, str]:
+    """When each automation's trigger came into being (A4): kept from before for an automation
+    whose `when` is unchanged, ``now`` for a new one or a new trigger. Changing what an automation
+    does (`if`, `then`) is not a new trigger."""
+    old = {str(item["id"]): item.get("when") for item in (before or {}).get("automations") or []}
+    known = since or {}
+    result: dict[str, str] = {}
+    for item in after.get("automations") or []:
+        automation_id = str(item["id"])
+        unchanged = automation_id in old and old[automation_id] == item.get("when")
+        result[automation_id] = known.get(automation_id, "") if unchanged else now.isoformat()
+    return {key: value for key, value in result.items() if value}
+
+
+def start_rules_since(session: Session, workspace_id: str) -> dict[str, datetime]:
+    """When each sequence's current start rules came into being (A4): the oldest version, going back
+    from the live one, whose `start_when` is the same."""
+    rows = session.execute(
+        select(SequenceVersion.sequence_id, SequenceVersion.version, SequenceVersion.definition,
+               SequenceVersion.created_at, Sequence.current_version)
+        .join(Sequence, (Sequence.workspace_id == SequenceVersion.workspace_id)
+              & (Sequence.id == SequenceVersion.sequence_id))
+        .where(SequenceVersion.workspace_id == workspace_id,
+               SequenceVersion.version <= Sequence.current_version)
+        .order_by(SequenceVersion.sequence_id, SequenceVersion.version.desc())
+    ).all()  # fmt: skip
+    since: dict[str, datetime] = {}
+    live: dict[str, Any] = {}
+    done: set[str] = set()
+    for sequence_id, version, definition, created_at, current in rows:
+        rules = (definition or {}).get("start_when")
+        if version == current:
+            live[sequence_id], since[sequence_id] = rules, created_at
+        elif sequence_id not in done and rules == live.get(sequence_id):
+            since[sequence_id] = created_at
+        else:
+            done.add(sequence_id)
+    return since
 
 
 def _apply_sequences(

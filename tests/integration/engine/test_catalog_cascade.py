@@ -226,6 +226,51 @@ def test_a4_an_automation_added_by_applying_the_workspace_does_not_fire_for_the_
     assert [r["contact"] for r in _journal(engine, "action.applied")] == ["bob@x.test"]
 
 
+def test_a4_a_backdated_event_does_not_fire_an_automation_added_after_it(engine: Engine) -> None:
+    """A4, backdated: `buyers` is applied at 10:00; a purchase ingested afterwards but dated 09:00
+    (before `buyers` existed) does not fire it, and the log and explain say why; a purchase dated
+    10:05 does. Re-applying the workspace with `buyers` doing something else keeps its 10:00."""
+    _apply(engine, workspace(), START)
+    later = START + timedelta(hours=1)
+    _apply(engine, workspace(BUYERS), later)
+    changed = {**BUYERS, "then": [{"add_tag": "vip"}]}
+    _apply(engine, workspace(changed), later + timedelta(minutes=30))
+    purchase = {"type": "product.purchased", "product": "course"}
+    _ingest(engine, START, {**purchase, "contact": "ann@x.test"})  # ingested now, dated 09:00
+    _ingest(engine, later + timedelta(minutes=5), {**purchase, "contact": "bob@x.test"})
+
+    assert [r["contact"] for r in _journal(engine, "automation.fired")] == ["bob@x.test"]
+    skipped = _journal(engine, "automation.skipped")
+    assert [(r["contact"], r["reason"]) for r in skipped] == [("ann@x.test", "created_later")]
+    assert story([{**skipped[0], "at": "2026-01-05T09:00:00Z"}], [])[0].endswith(
+        "Automation 'buyers' did not fire on product.purchased: it was added after this event happened (A4)."
+    )
+
+
+def test_a4_a_backdated_event_does_not_start_a_sequence_whose_start_rule_came_later(engine: Engine) -> None:
+    """A4, backdated, for start rules: `other-seq` gets a `start_when` on joining `news` when the
+    workspace is re-applied at 10:00 (its second version); a sign-up dated 09:00 but ingested
+    afterwards does not enroll ann, one dated 10:05 enrolls bob. A later version that changes only
+    the steps keeps the rule's 10:00."""
+    plain = {"id": "other-seq", "steps": [{"id": "one", "type": "email", "template": "hello"}]}
+    starting = {**plain, "start_when": [{"event": "list.subscribed", "list": "news"}]}
+    reworded = {
+        **starting,
+        "steps": [{"id": "one", "type": "email", "template": "hello", "after": {"hours": 1}}],
+    }
+    _apply(engine, workspace(sequences=[plain]), START)
+    later = START + timedelta(hours=1)
+    _apply(engine, workspace(sequences=[starting]), later)
+    _apply(engine, workspace(sequences=[reworded]), later + timedelta(minutes=2))
+    _ingest(engine, START, {"type": "list.subscribed", "list": "news", "contact": "ann@x.test"})
+    _ingest(
+        engine,
+        later + timedelta(minutes=5),
+        {"type": "list.subscribed", "list": "news", "contact": "bob@x.test"},
+    )
+    assert [r["contact"] for r in _journal(engine, "enrollment.status")] == ["bob@x.test"]
+
+
 def test_a4_a_starting_rule_added_by_a_live_edit_enrolls_only_later_subscribers(run_sim: RunSim) -> None:
     """A4 for starting rules: a live edit (`admin.sequence.update`) gives `other-seq` a `start_when`
     on joining `news`. YES joined before and is not enrolled, then or later; NO joins after and is."""

@@ -1,4 +1,5 @@
-"""Enrollments remember the cascade that made them (SPEC A3).
+"""Enrollments remember the cascade that made them (SPEC A3); workspaces when each automation's
+trigger came into being (A4).
 
 Revision ID: 0007
 Revises: 0006
@@ -9,6 +10,9 @@ and its depth. Its steps due at the very moment it was made (no delay) emit thei
 that cascade (the automations that already ran in it do not run again), so a loop through
 a sequence (`sequence.finished` → unsubscribe and subscribe again) ends like any other cascade
 instead of running forever.
+
+``workspaces.rules_since`` maps each automation to the moment its trigger was applied, so that an
+event dated before it (a backdated ingest) does not fire it: triggers are forward-only (A4).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ def _json() -> sa.types.TypeEngine[Any]:
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("workspaces") as batch:
+        batch.add_column(sa.Column("rules_since", _json(), nullable=True))
     with op.batch_alter_table("enrollments") as batch:
         batch.add_column(sa.Column("cascade_origin", sa.String(), nullable=True))
         batch.add_column(sa.Column("cascade_depth", sa.Integer(), nullable=True))
@@ -42,3 +48,5 @@ def downgrade() -> None:
         batch.drop_column("cascade_fired")
         batch.drop_column("cascade_depth")
         batch.drop_column("cascade_origin")
+    with op.batch_alter_table("workspaces") as batch:
+        batch.drop_column("rules_since")
