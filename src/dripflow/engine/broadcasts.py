@@ -41,6 +41,7 @@ from dripflow.core.timing import local_to_utc
 from dripflow.core.windows import frequency_cap_next_slot
 from dripflow.engine.context import Ctx, load_rules
 from dripflow.engine.messages import insert_message, link_url, unsubscribe_url
+from dripflow.store.broadcasts import live_broadcasts
 from dripflow.store.database import dialect_insert, is_postgresql
 from dripflow.store.tables import BroadcastRun, Contact, ContactList, Message
 from dripflow.store.views import load_views
@@ -128,14 +129,15 @@ def next_broadcast_due(session: Session, workspace_id: str) -> datetime | None:
     moves the run's watermark past it, so the same moment is never returned again.
     """
     workspace = load_rules(session, workspace_id).workspace
-    if not workspace.broadcasts:
+    broadcasts = live_broadcasts(session, workspace)
+    if not broadcasts:
         return None
     runs = {
         run.broadcast_id: run
         for run in session.scalars(select(BroadcastRun).where(BroadcastRun.workspace_id == workspace_id))
     }
     best: datetime | None = None
-    for broadcast in workspace.broadcasts:
+    for broadcast in broadcasts:
         run = runs.get(broadcast.id)
         if run is not None and run.status == "finished":
             continue
@@ -161,7 +163,7 @@ def send_due_broadcasts(ctx: Ctx, batch_size: int = BATCH_SIZE) -> int:
     Runs in the caller's transaction (the journal is flushed at the end, as ``run_due`` does).
     """
     queued = 0
-    for broadcast in ctx.workspace.broadcasts:
+    for broadcast in live_broadcasts(ctx.session, ctx.workspace):  # the file's and the API's
         queued += _send_broadcast(ctx, broadcast, batch_size)
     ctx.session.flush()
     ctx.flush_journal()
