@@ -7,7 +7,19 @@ from sqlalchemy import Engine
 
 from dripflow import __version__
 from dripflow.api.errors import install_error_handlers
-from dripflow.api.routes import contacts, events, health, metrics, sequences, tracking
+from dripflow.api.routes import (
+    automations,
+    broadcasts,
+    contacts,
+    enrollments,
+    events,
+    health,
+    metrics,
+    reports,
+    sequences,
+    tracking,
+    workspace,
+)
 from dripflow.core.clock import Clock, SystemClock
 
 __all__ = ["create_app"]
@@ -25,5 +37,8 @@ def create_app(engine: Engine, clock: Clock | None = None) -> FastAPI:
     app.state.clock = clock or SystemClock()
     install_error_handlers(app)
     for module in (health, events, contacts, sequences, tracking, metrics):
+        app.include_router(module.router)
+    # Sequences, enrollments, automations, broadcasts, the workspace, reports (issue 6).
+    for module in (enrollments, automations, broadcasts, workspace, reports):
         app.include_router(module.router)
     return app
