@@ -172,12 +172,23 @@ def schedule_broadcast(
 
 def cancel_broadcast(session: Session, row: ApiBroadcast, now: datetime, actor: str) -> int:
     """Stop a broadcast: nothing more is sent (later local-time waves included), and its messages
-    still waiting in the outbox are canceled; returns how many. Raises BroadcastConflict once sent."""
-    run = _run(session, row.workspace_id, row.id)
-    if run is not None and run.status == "finished" and row.status != "canceled":
-        raise BroadcastConflict(f"the broadcast {row.id!r} has already been sent")
+    still waiting in the outbox are canceled; returns how many. Raises BroadcastConflict once all
+    of it has gone out."""
     if row.status == "canceled":
         return 0
+    run = _run(session, row.workspace_id, row.id)
+    if run is not None and run.status == "finished":
+        waiting = session.scalar(
+            select(Message.id)
+            .where(
+                Message.workspace_id == row.workspace_id,
+                Message.broadcast_id == row.id,
+                Message.status == "queued",
+            )
+            .limit(1)
+        )
+        if waiting is None:
+            raise BroadcastConflict(f"the broadcast {row.id!r} has already been sent")
     row.status = "canceled"
     row.canceled_at = now
     row.updated_at = now

@@ -167,7 +167,8 @@ def schedule(
 )
 def cancel(broadcast_id: str, credential: writer, engine: EngineDep, clock: ClockDep) -> BroadcastCanceled:
     """Stop it: nothing more is sent (later local-time waves included) and its messages still
-    waiting in the outbox are withdrawn. Canceling again changes nothing; a sent one is a 409."""
+    waiting in the outbox are withdrawn (`withdrawn`). Canceling again changes nothing; once all
+    of it has gone out, a 409."""
     with transaction(engine) as session:
         row = _api_row(session, credential.workspace_id, broadcast_id)
         try:
