@@ -17,6 +17,9 @@ at the first send instant after it. A wave and the run's new watermark commit in
 transaction, together: a crash repeats a whole wave or none of it, and a restart resumes at the
 next wave. Independently of the run, the outbox key ``broadcast:<id>:<contact>`` makes a second
 message to the same contact impossible (B3).
+
+The broadcasts sent are the workspace file's and those scheduled through the API
+(:func:`~dripflow.store.broadcasts.live_broadcasts`); both are sent the same way.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dripflow.core.addresses import InvalidAddress
 from dripflow.core.clock import Clock
 from dripflow.core.contact_view import ContactView
 from dripflow.core.model import Workspace as WorkspaceDef
@@ -74,7 +73,7 @@ def find_contact(session: Session, workspace_id: str, ref: str) -> Contact | Non
         return None
     try:
         return ContactRepo(session, workspace_id).get(text)
-    except InvalidAddress:
+    except ValueError:  # InvalidAddress, or an address no codec can read
         return None
 
 
@@ -171,6 +170,7 @@ def enroll_contact(ctx: Ctx, contact_id: int, sequence_id: str) -> Enrollment | 
             JournalEntry.workspace_id == ctx.workspace_id,
             JournalEntry.kind == "not_enrolled",
             JournalEntry.contact_id == contact_id,
+            JournalEntry.data["sequence"].as_string() == sequence_id,
         )
         .order_by(JournalEntry.id.desc())
         .limit(1)
