@@ -683,7 +683,7 @@ CASES: dict[tuple[str, str], Case] = {
             Call("PUT", "/v1/workspace", 422, content=_b_file()),
         ],
         control=lambda w: Call(
-            "PUT", "/v1/workspace", 200, content=_b_file().replace("tags: [vip]", "tags: [vip, new]")
+            "PUT", "/v1/workspace", 200, content=_b_file().replace(B_NAME, "Bramblewood, renamed")
         ),
         control_status=200,
         writes=True,
