@@ -17,6 +17,9 @@ at the first send instant after it. A wave and the run's new watermark commit in
 transaction, together: a crash repeats a whole wave or none of it, and a restart resumes at the
 next wave. Independently of the run, the outbox key ``broadcast:<id>:<contact>`` makes a second
 message to the same contact impossible (B3).
+
+The broadcasts sent are the workspace file's and those scheduled through the API
+(:func:`~dripflow.store.broadcasts.live_broadcasts`); both are sent the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from dripflow.core.timing import local_to_utc
 from dripflow.core.windows import frequency_cap_next_slot
 from dripflow.engine.context import Ctx, load_rules
 from dripflow.engine.messages import insert_messages, link_url, message_row, unsubscribe_url
+from dripflow.store.broadcasts import live_broadcasts
 from dripflow.store.database import dialect_insert, is_postgresql
 from dripflow.store.tables import BroadcastRun, Contact, ContactList, Message
 from dripflow.store.views import load_views
@@ -129,14 +133,15 @@ def next_broadcast_due(session: Session, workspace_id: str) -> datetime | None:
     moves the run's watermark past it, so the same moment is never returned again.
     """
     workspace = load_rules(session, workspace_id).workspace
-    if not workspace.broadcasts:
+    broadcasts = live_broadcasts(session, workspace)
+    if not broadcasts:
         return None
     runs = {
         run.broadcast_id: run
         for run in session.scalars(select(BroadcastRun).where(BroadcastRun.workspace_id == workspace_id))
     }
     best: datetime | None = None
-    for broadcast in workspace.broadcasts:
+    for broadcast in broadcasts:
         run = runs.get(broadcast.id)
         if run is not None and run.status == "finished":
             continue
@@ -162,7 +167,7 @@ def send_due_broadcasts(ctx: Ctx, batch_size: int = BATCH_SIZE) -> int:
     Runs in the caller's transaction (the journal is flushed at the end, as ``run_due`` does).
     """
     queued = 0
-    for broadcast in ctx.workspace.broadcasts:
+    for broadcast in live_broadcasts(ctx.session, ctx.workspace):  # the file's and the API's
         queued += _send_broadcast(ctx, broadcast, batch_size)
     ctx.session.flush()
     ctx.flush_journal()

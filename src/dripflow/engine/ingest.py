@@ -15,6 +15,7 @@ from sqlalchemy import select
 from dripflow.core.contact_view import ContactView
 from dripflow.core.errors import UserError
 from dripflow.core.model import EmailTemplate, parse_sequence
+from dripflow.core.model import Sequence as SequenceDef
 from dripflow.core.modeltypes import unknown_name
 from dripflow.core.states import repoint_last_step
 from dripflow.core.timing import appended_step_due, resume_due
@@ -49,7 +50,7 @@ from dripflow.store.tables import (
 from dripflow.store.views import new_contact_view
 from dripflow.store.workspaces import definition_hash, rules_key
 
-__all__ = ["ADMIN_TYPES", "IngestError", "ingest"]
+__all__ = ["ADMIN_TYPES", "IngestError", "follow_live_edit", "ingest", "update_sequence"]
 
 ADMIN_TYPES = (
     "admin.enroll",
@@ -557,6 +558,13 @@ def update_sequence(ctx: Ctx, definition: dict[str, Any]) -> None:
                         definition=document, definition_hash=definition_hash(document), created_at=ctx.now)
     )  # fmt: skip
     _refresh_rules(ctx)
+    follow_live_edit(ctx, old, parsed)
+
+
+def follow_live_edit(ctx: Ctx, old: SequenceDef | None, parsed: SequenceDef) -> None:
+    """After a sequence's definition changed to ``parsed`` (already in ``ctx.rules``): drafts go
+    live with it, and contacts inside keep their place by step id (S7, T9)."""
+    sequence_id = parsed.id
     if parsed.status == "active":
         _start_drafts(ctx, sequence_id)
     if old is None or parsed.kind != "step":

@@ -162,7 +162,7 @@ def _handle(ctx: Ctx, event: Emitted, contact: ContactView) -> None:
                 automation=automation.id,
                 event=event.type,
                 reason="created_later",
-            )  # noqa: E501
+            )
             continue
         once = (automation.id, event.origin, contact.id)
         if once in ctx.fired:

@@ -473,6 +473,28 @@ class BroadcastRun(Base):
     skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class ApiBroadcast(Base):
+    """A broadcast created through the API (migration 0007_api_broadcasts), not the workspace file.
+
+    ``definition`` has the workspace file's broadcast shape (SPEC §2; ``send_at`` may be missing
+    while a draft). ``status`` is what the user decided: ``draft``, ``scheduled`` or ``canceled``;
+    whether a scheduled one is sending or sent is its :class:`BroadcastRun`'s business, kept under
+    the same id (the ids of API and file broadcasts never meet: see docs/api.md).
+    """
+
+    __tablename__ = "api_broadcasts"
+    __table_args__ = (CheckConstraint("status IN ('draft', 'scheduled', 'canceled')", name="status"),)
+
+    workspace_id: Mapped[str] = mapped_column(String, ForeignKey("workspaces.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    status: Mapped[str] = mapped_column(String)
+    definition: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class ApiKey(Base):
     """An API key (SPEC §10): only a hash of its secret is kept; ``prefix`` finds it, ``role`` is
     admin, write or read, and it sees one workspace only."""
@@ -537,6 +559,8 @@ class JournalEntry(Base):
     __tablename__ = "journal"
     __table_args__ = (
         Index("ix_journal_workspace_id_contact_id_id", "workspace_id", "contact_id", "id"),
+        # Records of one kind (refusals, automations fired) for the API (0007_api_broadcasts).
+        Index("ix_journal_workspace_id_kind_id", "workspace_id", "kind", "id"),
         _sqlite_no_reuse(),
     )
 

@@ -44,6 +44,7 @@ from dripflow.api.app import create_app
 from dripflow.api.routes.metrics import TOKEN_ENV
 from dripflow.api.routes.tracking import PIXEL
 from dripflow.core.validate import load_workspace_text
+from dripflow.engine.broadcast_admin import create_broadcast
 from dripflow.engine.context import Ctx, load_rules
 from dripflow.engine.eventfile import InputEvent
 from dripflow.engine.ingest_file import ingest_events
@@ -84,6 +85,7 @@ catalog:
 templates:
   hello: {{subject: "Hello {{{{ contact.first_name }}}}",
            text: "Hi. Offer: {{{{ link('offer') }}}} Leave: {{{{ unsubscribe_url }}}}"}}
+  card: {{text: "Dear {{{{ contact.first_name }}}}"}}
 sequences:
   - id: drip
     start_when: [{{event: list.subscribed, list: news}}]
@@ -95,13 +97,40 @@ B_SEQUENCES = """\
   - id: bramble-only
     start_when: [{event: list.subscribed, list: news}]
     steps:
-      - {id: first, type: email, template: hello, after: {days: 3}}
+      - {id: bramble-first, type: email, template: hello, after: {days: 3}}
   - id: bramble-paused
     status: paused
     start_when: [{event: list.subscribed, list: news}]
     steps:
-      - {id: first, type: email, template: hello, after: {days: 3}}
+      - {id: bramble-first, type: email, template: hello, after: {days: 3}}
+  - id: bramble-blocked
+    start_when: [{event: list.subscribed, list: news}]
+    steps:
+      - {id: bramble-card, type: postcard, template: card}
+  - id: bramble-manual
+    steps:
+      - {id: bramble-first, type: email, template: hello, after: {days: 3}}
+automations:
+  - {id: bramble-automation, when: {event: tag.assigned, tag: vip}, then: [{add_tag: vip}]}
+broadcasts:
+  - id: bramble-blast
+    send_at: "2026-03-10 09:00"
+    audience: {any: [{on_list: news}, {source: bramble-audience}]}
+    template: hello
 """
+# A broadcast B made through the API (a draft), and its audience: a string only B's data holds.
+B_DRAFT = "bramble-draft"
+B_AUDIENCE = {"any": [{"on_list": "news"}, {"source": "bramble-audience"}]}
+B_MARKERS = (
+    "bramble-first",
+    "bramble-blocked",
+    "bramble-card",
+    "bramble-manual",
+    "bramble-automation",
+    "bramble-audience",
+    "bramble-blast",
+    B_DRAFT,
+)
 
 
 # -- the routes, read from the application -----------------------------------------------------------
@@ -141,6 +170,7 @@ class World:
     keys: dict[tuple[str, str], str]  # (workspace, role) -> key
     b_contact: int
     b_enrollments: set[int]
+    b_blocked: int  # B's enrollment blocked on a postcard (no address, S11)
     b_message_id: str
     b_message: int  # its outbox id
     b_open: str  # paths of B's real tracking links: /t/o/shop/<token> ...
@@ -182,6 +212,13 @@ def world(api: Api) -> World:
     fan = {"type": "tag.assigned", "contact": B_EMAIL, "tag": "fan"}  # so that B has a tag to remove
     ingest_events(engine, B, [InputEvent(1, NOW, fan)], Path("test"))
     run_worker(engine, api.clock, until_idle=True)
+    # A refusal in B's journal (S1: already in drip), and a broadcast B drafted through the API.
+    refused = {"type": "admin.enroll", "contact": B_EMAIL, "sequence": "drip"}
+    ingest_events(engine, B, [InputEvent(1, NOW, refused)], Path("test"))
+    with transaction(engine) as session:
+        workspace = load_rules(session, B).workspace
+        draft = {"id": B_DRAFT, "template": "hello", "audience": B_AUDIENCE}
+        create_broadcast(session, workspace, draft, NOW, "test")
     with transaction(engine) as session:
 
         def ids(model: type[Contact] | type[Enrollment] | type[Message], workspace_id: str) -> set[int]:
@@ -197,6 +234,9 @@ def world(api: Api) -> World:
             keys=keys,
             b_contact=b_contact,
             b_enrollments=ids(Enrollment, B),
+            b_blocked=session.scalars(
+                select(Enrollment.id).where(Enrollment.workspace_id == B, Enrollment.status == "blocked")
+            ).one(),
             b_message_id=message.message_id,
             b_message=message.id,
             b_open=_path(open_url(ctx, message.key, b_contact)),
@@ -205,9 +245,19 @@ def world(api: Api) -> World:
             a_contacts=ids(Contact, A),
             a_enrollments=ids(Enrollment, A),
             a_messages=ids(Message, A),
-            markers=(B_NAME, B_EMAIL, B_FIRST, B_OFFER, "bramble-only", "bramble-paused", message.message_id),
+            markers=(
+                B_NAME,
+                B_EMAIL,
+                B_FIRST,
+                B_OFFER,
+                "bramble-only",
+                "bramble-paused",
+                message.message_id,
+                *B_MARKERS,
+            ),
         )
-    assert b_contact < min(world.a_contacts) and len(world.b_enrollments) == 3  # drip, bramble-only, -paused
+    # drip, bramble-only, bramble-paused, bramble-blocked
+    assert b_contact < min(world.a_contacts) and len(world.b_enrollments) == 4
     assert world.b_open.startswith(f"/t/o/{B}/") and world.b_unsubscribe.startswith(f"/t/u/{B}/")
     return world
 
@@ -241,16 +291,20 @@ class Call:
     expect: int
     json_body: Any = None
     form: dict[str, str] | None = None
-    content: bytes | None = None  # a raw body (POST /v1/inbound), sent as message/rfc822
+    content: bytes | str | None = None  # a raw body: an email (bytes) or the workspace file's YAML
+    content_type: str | None = None
 
     def send(self, client: httpx.Client) -> httpx.Response:
         if self.content is not None:
-            headers = {"Content-Type": "message/rfc822"}
-            return client.request(self.method, self.url, content=self.content, headers=headers)
+            raw = self.content if isinstance(self.content, bytes) else self.content.encode()
+            default = "message/rfc822" if isinstance(self.content, bytes) else "application/yaml"
+            headers = {"Content-Type": self.content_type or default}
+            return client.request(self.method, self.url, content=raw, headers=headers)
         return client.request(self.method, self.url, json=self.json_body, data=self.form)
 
     def text(self) -> str:
-        raw = self.content.decode("utf-8", "replace") if self.content is not None else ""
+        content = self.content
+        raw = content.decode("utf-8", "replace") if isinstance(content, bytes) else (content or "")
         return f"{self.url} {json.dumps(self.json_body)} {self.form} {raw}"
 
 
@@ -412,6 +466,18 @@ def _inbound(world: World) -> list[Call]:
 def _contact_paths(world: World, suffix: str = "") -> list[str]:
     """B's contact as A would name it: by id, by email, by email in capitals."""
     return [f"/v1/contacts/{ref}{suffix}" for ref in (world.b_contact, B_EMAIL, B_EMAIL.upper())]
+
+
+A_SEQUENCE = {"steps": [{"id": "one", "type": "email", "template": "hello"}]}
+B_SEQUENCE = {
+    "start_when": [{"event": "list.subscribed", "list": "news"}],
+    "steps": [{"id": "bramble-first", "type": "email", "template": "hello", "after": {"days": 4}}],
+}
+
+
+def _b_file(extra: str = B_SEQUENCES) -> str:
+    """B's workspace file, as applied (or, with ``extra=""``, without B's own sequences)."""
+    return WORKSPACE.format(id=B, name=B_NAME, offer=B_OFFER, extra=extra)
 
 
 CASES: dict[tuple[str, str], Case] = {
@@ -583,6 +649,204 @@ CASES: dict[tuple[str, str], Case] = {
             Call("GET", f"/v1/enrollments?cursor={min(w.b_enrollments) - 1}", 200),
         ],
         control=lambda w: Call("GET", "/v1/enrollments?sequence=bramble-only", 200),
+        control_status=200,
+        writes=False,
+    ),
+    # -- sequences, enrollments, automations, broadcasts, the workspace, reports (issue 6) --
+    ("GET", "/v1/sequences/{sequence_id}"): ApiCase(
+        role="read",
+        attacks=lambda w: [
+            Call("GET", "/v1/sequences/bramble-only", 404),
+            Call("GET", "/v1/sequences/bramble-paused", 404),
+        ],
+        control=lambda w: Call("GET", "/v1/sequences/bramble-only", 200),
+        control_status=200,
+        writes=False,
+    ),
+    ("PUT", "/v1/sequences/{sequence_id}"): ApiCase(
+        role="admin",
+        attacks=lambda w: [
+            # An id of B's in A is a sequence of A's own: created there, B's is untouched.
+            Call("PUT", "/v1/sequences/bramble-only", 201, A_SEQUENCE),
+            Call("PUT", "/v1/sequences/bramble-paused", 422, {"steps": [{"id": "x", "type": "email"}]}),
+        ],
+        control=lambda w: Call("PUT", "/v1/sequences/bramble-only", 200, B_SEQUENCE),
+        control_status=200,
+        writes=True,
+    ),
+    ("POST", "/v1/sequences/{sequence_id}/archive"): ApiCase(
+        role="admin",
+        attacks=lambda w: [Call("POST", "/v1/sequences/bramble-only/archive", 404)],
+        control=lambda w: Call("POST", "/v1/sequences/bramble-only/archive", 200),
+        control_status=200,
+        writes=True,
+    ),
+    ("GET", "/v1/sequences/{sequence_id}/versions"): ApiCase(
+        role="read",
+        attacks=lambda w: [Call("GET", "/v1/sequences/bramble-only/versions", 404)],
+        control=lambda w: Call("GET", "/v1/sequences/bramble-only/versions", 200),
+        control_status=200,
+        writes=False,
+    ),
+    ("GET", "/v1/enrollments/refusals"): ApiCase(
+        role="read",
+        attacks=lambda w: [
+            Call("GET", "/v1/enrollments/refusals", 200),
+            Call("GET", "/v1/enrollments/refusals?sequence=drip&limit=1000", 200),
+            Call("GET", f"/v1/enrollments/refusals?contact={w.b_contact}", 200),
+            Call("GET", f"/v1/enrollments/refusals?contact={B_EMAIL}", 200),
+            Call("GET", "/v1/enrollments/refusals?cursor=0&reason=already_enrolled", 200),
+        ],
+        control=lambda w: Call("GET", "/v1/enrollments/refusals?sequence=drip", 200),
+        control_status=200,
+        writes=False,
+    ),
+    ("POST", "/v1/enrollments"): ApiCase(
+        role="write",
+        attacks=lambda w: [
+            Call("POST", "/v1/enrollments", 404, {"contact": str(w.b_contact), "sequence": "drip"}),
+            Call("POST", "/v1/enrollments", 404, {"contact": B_EMAIL, "sequence": "drip"}),
+            Call("POST", "/v1/enrollments", 404, {"contact": A_EMAIL, "sequence": "bramble-manual"}),
+        ],
+        control=lambda w: Call(
+            "POST", "/v1/enrollments", 201, {"contact": str(w.b_contact), "sequence": "bramble-manual"}
+        ),
+        control_status=201,
+        writes=True,
+    ),
+    ("GET", "/v1/enrollments/{enrollment_id}"): ApiCase(
+        role="read",
+        attacks=lambda w: [Call("GET", f"/v1/enrollments/{item}", 404) for item in sorted(w.b_enrollments)],
+        control=lambda w: Call("GET", f"/v1/enrollments/{min(w.b_enrollments)}", 200),
+        control_status=200,
+        writes=False,
+    ),
+    ("POST", "/v1/enrollments/{enrollment_id}/unenroll"): ApiCase(
+        role="write",
+        attacks=lambda w: [
+            Call("POST", f"/v1/enrollments/{item}/unenroll", 404) for item in sorted(w.b_enrollments)
+        ],
+        control=lambda w: Call("POST", f"/v1/enrollments/{min(w.b_enrollments)}/unenroll", 200),
+        control_status=200,
+        writes=True,
+    ),
+    ("POST", "/v1/enrollments/{enrollment_id}/retry"): ApiCase(
+        role="write",
+        attacks=lambda w: [
+            Call("POST", f"/v1/enrollments/{item}/retry", 404) for item in sorted(w.b_enrollments)
+        ],
+        # Still no address: still blocked, nothing changes; the answer is B's enrollment.
+        control=lambda w: Call("POST", f"/v1/enrollments/{w.b_blocked}/retry", 200),
+        control_status=200,
+        writes=False,
+    ),
+    ("GET", "/v1/automations"): ApiCase(
+        role="read",
+        attacks=lambda w: [Call("GET", "/v1/automations", 200)],
+        control=lambda w: Call("GET", "/v1/automations", 200),
+        control_status=200,
+        writes=False,
+    ),
+    ("GET", "/v1/broadcasts"): ApiCase(
+        role="read",
+        attacks=lambda w: [Call("GET", "/v1/broadcasts", 200)],
+        control=lambda w: Call("GET", "/v1/broadcasts", 200),
+        control_status=200,
+        writes=False,
+    ),
+    ("POST", "/v1/broadcasts"): ApiCase(
+        role="write",
+        # A draft of A's own (its id made up): nothing of B is named or reached.
+        attacks=lambda w: [
+            Call("POST", "/v1/broadcasts", 201, {"template": "hello", "audience": {"on_list": "news"}})
+        ],
+        control=lambda w: Call(
+            "POST", "/v1/broadcasts", 201, {"id": "bramble-new", "template": "hello", "audience": B_AUDIENCE}
+        ),
+        control_status=201,
+        writes=True,
+    ),
+    ("GET", "/v1/broadcasts/{broadcast_id}"): ApiCase(
+        role="read",
+        attacks=lambda w: [
+            Call("GET", f"/v1/broadcasts/{B_DRAFT}", 404),
+            Call("GET", "/v1/broadcasts/bramble-blast", 404),
+        ],
+        control=lambda w: Call("GET", f"/v1/broadcasts/{B_DRAFT}", 200),
+        control_status=200,
+        writes=False,
+    ),
+    ("POST", "/v1/broadcasts/{broadcast_id}/schedule"): ApiCase(
+        role="write",
+        attacks=lambda w: [
+            Call("POST", f"/v1/broadcasts/{B_DRAFT}/schedule", 404, {"send_at": "2026-03-09 09:00"}),
+            Call("POST", "/v1/broadcasts/bramble-blast/schedule", 404, {"send_at": "now"}),
+        ],
+        control=lambda w: Call(
+            "POST", f"/v1/broadcasts/{B_DRAFT}/schedule", 200, {"send_at": "2026-03-09 09:00"}
+        ),
+        control_status=200,
+        writes=True,
+    ),
+    ("POST", "/v1/broadcasts/{broadcast_id}/cancel"): ApiCase(
+        role="write",
+        attacks=lambda w: [
+            Call("POST", f"/v1/broadcasts/{B_DRAFT}/cancel", 404),
+            Call("POST", "/v1/broadcasts/bramble-blast/cancel", 404),
+        ],
+        control=lambda w: Call("POST", f"/v1/broadcasts/{B_DRAFT}/cancel", 200),
+        control_status=200,
+        writes=True,
+    ),
+    ("POST", "/v1/broadcasts/{broadcast_id}/test-send"): ApiCase(
+        role="write",
+        attacks=lambda w: [
+            Call("POST", f"/v1/broadcasts/{B_DRAFT}/test-send", 404, {"to": A_EMAIL}),
+            Call("POST", "/v1/broadcasts/bramble-blast/test-send", 404, {"to": A_EMAIL, "contact": B_EMAIL}),
+        ],
+        control=lambda w: Call(
+            "POST", f"/v1/broadcasts/{B_DRAFT}/test-send", 200, {"to": "qa@shop.test", "contact": B_EMAIL}
+        ),
+        control_status=200,
+        writes=True,  # a test message in B's outbox
+    ),
+    ("POST", "/v1/workspace/validate"): ApiCase(
+        role="write",
+        # B's own file under A's key: "not this key's workspace", and nothing about B's state.
+        attacks=lambda w: [Call("POST", "/v1/workspace/validate", 200, content=_b_file())],
+        # B's file without its own sequences: the rehearsal says it would archive them.
+        control=lambda w: Call("POST", "/v1/workspace/validate", 200, content=_b_file(extra="")),
+        control_status=200,
+        writes=False,
+    ),
+    ("PUT", "/v1/workspace"): ApiCase(
+        role="admin",
+        attacks=lambda w: [
+            Call("PUT", "/v1/workspace", 422, content=_b_file()),
+        ],
+        control=lambda w: Call(
+            "PUT", "/v1/workspace", 200, content=_b_file().replace(B_NAME, "Bramblewood, renamed")
+        ),
+        control_status=200,
+        writes=True,
+    ),
+    ("GET", "/v1/reports/sequences/{sequence_id}"): ApiCase(
+        role="read",
+        attacks=lambda w: [
+            Call("GET", "/v1/reports/sequences/bramble-only", 404),
+            Call("GET", "/v1/reports/sequences/drip", 200),  # A's own drip
+        ],
+        control=lambda w: Call("GET", "/v1/reports/sequences/bramble-only", 200),
+        control_status=200,
+        writes=False,
+    ),
+    ("GET", "/v1/reports/broadcasts/{broadcast_id}"): ApiCase(
+        role="read",
+        attacks=lambda w: [
+            Call("GET", "/v1/reports/broadcasts/bramble-blast", 404),
+            Call("GET", f"/v1/reports/broadcasts/{B_DRAFT}", 404),
+        ],
+        control=lambda w: Call("GET", "/v1/reports/broadcasts/bramble-blast", 200),
         control_status=200,
         writes=False,
     ),
