@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from dripflow.store.tables import AuditEntry, Sequence, Workspace
+from dripflow.store.tables import AuditEntry, Message, Sequence, Workspace
 from dripflow.store.workspaces import sequence_versions
 from tests.acceptance.conftest import DEMO_YAML, Dripflow, assert_no_traceback, store, write
 
@@ -122,3 +122,40 @@ def test_a_sequence_removed_from_the_file_is_archived_with_its_versions_kept(
     after = snapshot(db_url)
     assert after["sequences"]["birthday"][0] == "archived"
     assert [v for v, _, _ in after["versions"]["birthday"]] == [1]
+
+
+ONE_STEP = """\
+workspace: {id: shop, name: Shop, timezone: UTC, physical_address: "1 Main St"}
+mailboxes: [{id: ann, from: "Ann <ann@shop.test>", default: true}]
+lists: [news]
+templates: {hello: {subject: Hello, text: Hi}, more: {subject: More, text: Again}}
+sequences:
+  - id: drip
+    start_when: [{event: list.subscribed, list: news}]
+    steps:
+      - {id: one, type: email, template: hello}
+"""
+
+
+def test_applying_an_appended_step_reaches_contacts_who_had_finished(
+    dripflow: Dripflow, db_url: str, tmp_path: Path
+) -> None:
+    """SPEC §10 `apply`: live sequences change as by `admin.sequence.update`; a contact who had
+    finished the sequence gets a step appended to it (T9), sent by the worker, once."""
+    path = write(tmp_path / "shop.yaml", ONE_STEP)
+    assert dripflow("apply", path, "--database", db_url).code == 0
+    events = write(
+        tmp_path / "events.jsonl", '{"type": "list.subscribed", "contact": "a@x.test", "list": "news"}\n'
+    )
+    assert dripflow("events", "ingest", events, "--database", db_url).code == 0
+    assert dripflow("worker", "--until-idle", "--database", db_url).code == 0
+    write(path, ONE_STEP + "      - {id: two, type: email, template: more}\n")
+    applied = dripflow("apply", path, "--database", db_url)
+    assert_no_traceback(applied)
+    assert applied.code == 0
+    assert dripflow("worker", "--until-idle", "--database", db_url).code == 0
+    with store(db_url) as session:
+        subjects = session.scalars(select(Message.subject).order_by(Message.id)).all()
+    assert subjects == ["Hello", "More"]
+    again = dripflow("worker", "--until-idle", "--database", db_url)
+    assert again.out.strip() == "ran 0 due enrollment(s) in 0 batch(es)"

@@ -11,7 +11,9 @@ from dripflow.cli.options import DatabaseOption
 from dripflow.cli.store import open_store
 from dripflow.core.clock import SystemClock
 from dripflow.core.validate import WorkspaceInvalid, load_workspace_file
+from dripflow.engine.operator import apply_live
 from dripflow.store.database import transaction
+from dripflow.store.tables import Workspace
 from dripflow.store.workspaces import apply_workspace
 
 FileArgument = Annotated[Path, typer.Argument(help="A workspace YAML file (SPEC §2).")]
@@ -45,7 +47,10 @@ def apply_command(file: FileArgument, database: DatabaseOption = None) -> None:
         raise typer.Exit(1) from None
     engine = open_store(database)
     with transaction(engine) as session:
-        report = apply_workspace(session, workspace, now=SystemClock().now(), actor="cli")
+        if session.get(Workspace, workspace.workspace.id) is None:
+            report = apply_workspace(session, workspace, now=SystemClock().now(), actor="cli")
+        else:  # SPEC §10: live sequences change as by admin.sequence.update (S7, T9)
+            report = apply_live(session, workspace, SystemClock(), "cli")
     for line in report.lines():
         typer.echo(line)
 

@@ -90,6 +90,7 @@ class ContactData:
     email_suggestion: str | None = None
 
 
+_MAX_ID = 2**63 - 1  # ids are BIGINT on both stores
 _PLAIN_COLUMNS = ("phone", "first_name", "last_name", "timezone", "source", "owner")
 _CONTACTS = cast(Table, Contact.__table__)
 # Columns a bulk update may write (in this order in the UPDATE statement).
@@ -156,10 +157,10 @@ class ContactRepo:
     def get(self, ref: str | int) -> Contact | None:
         """A contact by id (an int, or a string of digits as in ``/v1/contacts/42``) or by email."""
         if isinstance(ref, int):
-            return self._one(Contact.id == ref)
+            return self._one(Contact.id == ref) if 0 < ref <= _MAX_ID else None
         ref = ref.strip()
-        if ref.isascii() and ref.isdigit():
-            return self._one(Contact.id == int(ref))
+        if ref.isascii() and ref.isdigit():  # an id no BIGINT holds names no contact (not a 500)
+            return self._one(Contact.id == int(ref)) if 0 < int(ref) <= _MAX_ID else None
         if not ref:
             return None
         params = {"workspace_id": self.workspace_id, "email": normalize_email(ref)}

@@ -154,3 +154,17 @@ def test_openapi_describes_the_routes(api: Api) -> None:
         "/v1/sequences/{sequence_id}/resume",
         "/v1/enrollments",
     } <= set(paths)
+
+
+def test_a_contact_id_too_large_for_the_store_is_a_404_not_a_500(api: Api) -> None:
+    """An id no BIGINT holds names no contact: 404 with the structured error, on both stores, for
+    the contact, its explanation and an event naming it."""
+    huge = "99999999999999999999"
+    with api.client("write") as client:
+        for path in (f"/v1/contacts/{huge}", f"/v1/contacts/{huge}/explain"):
+            answer = client.get(path)
+            assert answer.status_code == 404, (path, answer.text)
+            assert answer.json()["error"]["code"] == "not_found"
+        event = client.post("/v1/events", json={"type": "tag.assigned", "contact": huge, "tag": "vip"})
+        assert event.status_code in (400, 404, 422), event.text
+        assert "error" in event.json()
