@@ -398,6 +398,9 @@ class Broadcast(FileModel):
     audience: Condition
     template: Name
     mailbox: Name | None = None
+    # Messages per minute: the whole audience is queued at send time (B1), each message not before
+    # its turn, so delivery goes out at this pace (decision: docs/decisions.md, Broadcasts).
+    throttle: PositiveInt | None = None
 
 
 class Workspace(FileModel):

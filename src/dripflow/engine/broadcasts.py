@@ -206,7 +206,7 @@ def _send_broadcast(ctx: Ctx, broadcast: Broadcast, batch_size: int) -> int:
     ]
     tally = _Tally()
     if groups:
-        tally = _wave(ctx, broadcast, groups, batch_size)
+        tally = _wave(ctx, broadcast, groups, batch_size, queued_before=run.queued)
         run.started_at = run.started_at or now
         run.due_at = now
         run.queued += tally.queued
@@ -247,7 +247,9 @@ def _start_run(ctx: Ctx, broadcast: Broadcast) -> BroadcastRun | None:
     return _claim_run(ctx, broadcast)
 
 
-def _wave(ctx: Ctx, broadcast: Broadcast, groups: list[str | None], batch_size: int) -> _Tally:
+def _wave(
+    ctx: Ctx, broadcast: Broadcast, groups: list[str | None], batch_size: int, *, queued_before: int = 0
+) -> _Tally:
     tally = _Tally()
     mailbox = _mailbox(ctx.workspace, broadcast)
     template = ctx.workspace.templates.get(broadcast.template)
@@ -280,8 +282,11 @@ def _wave(ctx: Ctx, broadcast: Broadcast, groups: list[str | None], batch_size: 
             row = _build(ctx, broadcast, view, mailbox, template, domain)
             if row is None:
                 tally.skipped += 1
-            else:
-                built.append((view, row))
+                continue
+            if broadcast.throttle is not None:  # its turn: throttle messages a minute, in order
+                turn = queued_before + tally.queued + len(built)
+                row["not_before"] = ctx.now + timedelta(minutes=turn // broadcast.throttle)
+            built.append((view, row))
         # The batch's messages in one statement (queued in bulk, not row by row); a contact who has
         # it already (a concurrent wave) is left out by the key (B3).
         inserted = insert_messages(ctx, [row for _view, row in built])

@@ -7,6 +7,7 @@ With no SMTP configured the outbox is the dev inbox (SPEC §10): messages stay t
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Executable, Table, select
@@ -63,6 +64,7 @@ def message_row(
     in_reply_to: str | None,
     domain: str,
     broadcast_id: str | None = None,
+    not_before: datetime | None = None,
 ) -> dict[str, Any]:
     """The outbox row of one message (for :func:`insert_messages`)."""
     # Deterministic Message-ID: the same run of a simulation gives the same headers (X1).
@@ -88,6 +90,7 @@ def message_row(
         "message_id": message_id,
         "status": _initial_status(ctx, channel),
         "created_at": ctx.now,
+        "not_before": not_before,
     }
     return params
 

@@ -223,6 +223,32 @@ def test_b3_a_contact_gets_a_broadcast_at_most_once(engine: Engine) -> None:
     assert len(_log(engine, "message.sent")) == 3
 
 
+THROTTLED = """\
+broadcasts:
+  - id: bf
+    send_at: "2026-11-27 09:00"
+    audience: {on_list: news}
+    template: bf
+    throttle: 2
+"""
+
+
+def test_a_throttled_broadcast_is_queued_at_once_and_paced_per_minute(engine: Engine) -> None:
+    """Broadcast `throttle` (messages per minute; decision, docs/decisions.md): the whole audience
+    is chosen and queued at send time (B1), and each message waits for its turn: two a minute.
+    The outbox's claim honours it, so delivery goes out at that pace."""
+    _setup(engine, _workspace(THROTTLED), [_sub(APPLIED, f"c{n}@x.test") for n in range(5)])
+    assert _send(engine, SEND) == 5
+    turns = [(m.recipient, m.not_before) for m in _messages(engine)]
+    assert turns == [
+        ("c0@x.test", SEND),
+        ("c1@x.test", SEND),
+        ("c2@x.test", SEND + timedelta(minutes=1)),
+        ("c3@x.test", SEND + timedelta(minutes=1)),
+        ("c4@x.test", SEND + timedelta(minutes=2)),
+    ]
+
+
 LOCAL = """\
 broadcasts:
   - id: bf
