@@ -542,3 +542,16 @@ def test_links_used_lists_literal_link_names() -> None:
         "offer",
         "webinar",
     }
+
+
+def test_d2_open_pixel_goes_before_the_last_body_close_or_at_the_end() -> None:
+    """D2: the pixel sits just before the last `</body>` (any case), else at the end; its URL is
+    attribute-escaped."""
+    from dripflow.core.render import with_open_pixel
+
+    url = "https://t.test/t/o/w/a.b?x=1&y=2"
+    img = '<img src="https://t.test/t/o/w/a.b?x=1&amp;y=2" width="1" height="1" alt="" style="display:none">'
+    assert with_open_pixel("<p>Hi</p>", url) == "<p>Hi</p>" + img
+    assert with_open_pixel("<BODY>Hi</BODY></html>", url) == "<BODY>Hi" + img + "</BODY></html>"
+    nested = "<body>a</body><!-- </body> -->"
+    assert with_open_pixel(nested, url) == "<body>a</body><!-- " + img + "</body> -->"

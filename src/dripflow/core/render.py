@@ -18,6 +18,7 @@ Why this shape:
 from __future__ import annotations
 
 import functools
+import html as html_text
 import re
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -94,6 +95,8 @@ class RenderContext:
     physical_address: str
     unsubscribe_url: str
     link_url: Callable[[str], str]
+    # D2: the signed open pixel; an email's HTML part ends with it (text parts never carry one).
+    open_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,16 @@ def render_email(template: EmailTemplate, ctx: RenderContext) -> RenderedEmail:
     subject = _render("subject", template.subject, False, variables)
     text = _render("text", template.text, False, variables)
     html = None if template.html is None else _render("html", template.html, True, variables)
+    if html is not None and ctx.open_url is not None:
+        html = with_open_pixel(html, ctx.open_url)
     return RenderedEmail(subject=_one_line(subject), text=text, html=html)
+
+
+def with_open_pixel(html: str, url: str) -> str:
+    """The HTML with a 1x1 open pixel (D2) just before its last ``</body>``, or at its end."""
+    pixel = f'<img src="{html_text.escape(url)}" width="1" height="1" alt="" style="display:none">'
+    at = html.lower().rfind("</body>")
+    return html + pixel if at < 0 else html[:at] + pixel + html[at:]
 
 
 def render_sms(template: SmsTemplate, ctx: RenderContext) -> RenderedText:

@@ -44,7 +44,7 @@ from dripflow.core.render import MissingVariable, RenderContext, RenderFailure, 
 from dripflow.core.timing import local_to_utc
 from dripflow.core.windows import frequency_cap_next_slot
 from dripflow.engine.context import Ctx, load_rules
-from dripflow.engine.messages import insert_messages, link_url, message_row, unsubscribe_url
+from dripflow.engine.messages import insert_messages, link_url, message_row, open_url, unsubscribe_url
 from dripflow.store.broadcasts import live_broadcasts
 from dripflow.store.database import dialect_insert, is_postgresql
 from dripflow.store.tables import BroadcastRun, Contact, ContactList, Message
@@ -417,6 +417,7 @@ def _build(
         # A broadcast belongs to no sequence: its unsubscribe link leaves everything (D1, L3).
         unsubscribe_url=unsubscribe_url(ctx, key, contact.id, None),
         link_url=lambda name: link_url(ctx, key, contact.id, name),
+        open_url=open_url(ctx, key, contact.id),
     )
     try:
         rendered = render_email(template, render)

@@ -55,7 +55,7 @@ from dripflow.engine.enrollments import (
     timing_context,
     timing_of,
 )
-from dripflow.engine.messages import insert_message, link_url, unsubscribe_url
+from dripflow.engine.messages import insert_message, link_url, open_url, unsubscribe_url
 from dripflow.engine.triggers import emit
 from dripflow.store.tables import Enrollment, Fulfillment, Message, StepRun, Task
 
@@ -318,7 +318,9 @@ def _held(
 # -- messages -----------------------------------------------------------------------------------
 
 
-def _render_context(ctx: Ctx, row: Enrollment, contact: ContactView, key: str) -> RenderContext:
+def _render_context(
+    ctx: Ctx, row: Enrollment, contact: ContactView, key: str, *, opens: bool = False
+) -> RenderContext:
     settings = ctx.workspace.workspace
     return RenderContext(
         contact=contact,
@@ -326,6 +328,7 @@ def _render_context(ctx: Ctx, row: Enrollment, contact: ContactView, key: str) -
         physical_address=settings.physical_address or "",
         unsubscribe_url=unsubscribe_url(ctx, key, contact.id, row.sequence_id),
         link_url=lambda name: link_url(ctx, key, contact.id, name),
+        open_url=open_url(ctx, key, contact.id) if opens else None,  # D2: emails only
     )
 
 
@@ -381,7 +384,7 @@ def _send_email(
         return _block(ctx, row, contact, "render_error")
     key = f"enrollment:{row.id}:{occurrence}"
     try:
-        rendered = render_email(template, _render_context(ctx, row, contact, key))
+        rendered = render_email(template, _render_context(ctx, row, contact, key, opens=True))
     except MissingVariable as exc:
         return _block(ctx, row, contact, f"template_variable:{exc.path}")
     except RenderFailure:

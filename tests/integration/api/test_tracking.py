@@ -56,7 +56,8 @@ lists: [news]
 catalog:
   links: {{offer: "{offer}"}}
 templates:
-  hello: {{subject: "Hello", text: "Hi. Offer: {{{{ link('offer') }}}} Leave: {{{{ unsubscribe_url }}}}"}}
+  hello: {{subject: "Hello", text: "Hi. Offer: {{{{ link('offer') }}}} Leave: {{{{ unsubscribe_url }}}}",
+          html: "<html><body><p>Hi</p></body></html>"}}
 sequences:
   - id: drip
     start_when: [{{event: list.subscribed, list: news}}]
@@ -237,6 +238,21 @@ def test_d2_open_pixel_records_email_opened_for_the_message_and_answers_a_gif(se
     assert (opened.contact_id, opened.at) == (message.contact_id, NOW + timedelta(hours=2))
     assert opened.detail["message"] == message.message_id
     assert (opened.detail["sequence"], opened.detail["step"]) == ("drip", "one")
+
+
+def test_d2_the_html_part_carries_the_open_pixel_and_opening_it_records_the_open(served: Tracked) -> None:
+    """D2: a sequence email's HTML part ends (before `</body>`) with a 1x1 image whose signed URL is
+    the message's open pixel; the text part carries none. Fetching it records `email.opened`."""
+    message = _enroll(served)
+    assert message.body_html is not None and "/t/o/" not in message.body_text
+    html = message.body_html
+    src = html.split('<img src="', 1)[1].split('"', 1)[0]
+    assert html.index("<img") < html.index("</body>") and html.endswith("</body></html>")
+    assert urlsplit(src).path == _open_path(served, message)
+    with served.client() as client:
+        assert client.get(urlsplit(src).path).status_code == 200
+    [opened] = _facts(served.engine, "email.opened")
+    assert opened.detail["message"] == message.message_id
 
 
 def test_d2_tampered_or_foreign_open_token_records_nothing_and_answers_the_same_gif(served: Tracked) -> None:
