@@ -45,6 +45,7 @@ from dripflow.core.timing import local_to_utc
 from dripflow.core.windows import frequency_cap_next_slot
 from dripflow.engine.context import Ctx, load_rules
 from dripflow.engine.messages import insert_messages, link_url, message_row, open_url, unsubscribe_url
+from dripflow.store.audiences import audience_clause
 from dripflow.store.broadcasts import live_broadcasts
 from dripflow.store.database import dialect_insert, is_postgresql
 from dripflow.store.tables import BroadcastRun, Contact, ContactList, Message
@@ -329,6 +330,9 @@ def _audience_batches(
         Contact.unsubscribed_at.is_(None),
         Contact.email.is_not(None),
     ]
+    audience = audience_clause(broadcast.audience)  # issue 4: what SQL can decide, it does
+    if audience is not None:
+        where.append(audience)
     if _ALL not in groups:
         names = [name for name in groups if name is not None]
         zone = Contact.timezone.in_(names) if names else false()
