@@ -421,7 +421,7 @@ def _build(
         # A broadcast belongs to no sequence: its unsubscribe link leaves everything (D1, L3).
         unsubscribe_url=unsubscribe_url(ctx, key, contact.id, None),
         link_url=lambda name: link_url(ctx, key, contact.id, name),
-        open_url=open_url(ctx, key, contact.id),
+        open_url=open_url(ctx, key, contact.id) if template.html is not None else None,  # D2
     )
     try:
         rendered = render_email(template, render)

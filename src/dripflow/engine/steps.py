@@ -384,7 +384,9 @@ def _send_email(
         return _block(ctx, row, contact, "render_error")
     key = f"enrollment:{row.id}:{occurrence}"
     try:
-        rendered = render_email(template, _render_context(ctx, row, contact, key, opens=True))
+        # D2: the open pixel goes into an HTML part; a text-only email signs none (hot path)
+        opens = template.html is not None
+        rendered = render_email(template, _render_context(ctx, row, contact, key, opens=opens))
     except MissingVariable as exc:
         return _block(ctx, row, contact, f"template_variable:{exc.path}")
     except RenderFailure:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from dripflow.core.model import Broadcast
@@ -25,23 +25,29 @@ __all__ = ["BroadcastState", "api_broadcast", "broadcast_states", "live_broadcas
 _log = logging.getLogger("dripflow.broadcasts")
 
 
+_SCHEDULED = (
+    select(ApiBroadcast.id, ApiBroadcast.definition)
+    .outerjoin(
+        BroadcastRun,
+        (BroadcastRun.workspace_id == ApiBroadcast.workspace_id)
+        & (BroadcastRun.broadcast_id == ApiBroadcast.id),
+    )
+    .where(
+        ApiBroadcast.workspace_id == bindparam("workspace_id"),
+        ApiBroadcast.status == "scheduled",
+        or_(BroadcastRun.status.is_(None), BroadcastRun.status != "finished"),
+    )
+    .order_by(ApiBroadcast.id)
+)
+
+
 def live_broadcasts(session: Session, workspace: WorkspaceDef) -> tuple[Broadcast, ...]:
     """Every broadcast the sender may have a wave of: the file's, then the API's scheduled ones."""
     file_ids = {item.id for item in workspace.broadcasts}
-    rows = session.execute(
-        select(ApiBroadcast.id, ApiBroadcast.definition)
-        .outerjoin(
-            BroadcastRun,
-            (BroadcastRun.workspace_id == ApiBroadcast.workspace_id)
-            & (BroadcastRun.broadcast_id == ApiBroadcast.id),
-        )
-        .where(
-            ApiBroadcast.workspace_id == workspace.workspace.id,
-            ApiBroadcast.status == "scheduled",
-            or_(BroadcastRun.status.is_(None), BroadcastRun.status != "finished"),
-        )
-        .order_by(ApiBroadcast.id)
-    ).all()
+    # Asked on every scheduler pass (and every simulated moment): a statement built once, run as
+    # plain rows on the connection after the session's own pending changes are written.
+    session.flush()
+    rows = session.connection().execute(_SCHEDULED, {"workspace_id": workspace.workspace.id}).all()
     found: list[Broadcast] = []
     for broadcast_id, definition in rows:
         if broadcast_id in file_ids:
