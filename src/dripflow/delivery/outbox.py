@@ -31,14 +31,13 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Any, Literal
 
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dripflow.core.clock import Clock
-from dripflow.delivery.mime import UnsafeHeader, build_message, envelope_sender
+from dripflow.delivery.mime import UnsafeHeader, build_message, envelope_recipient, envelope_sender
 from dripflow.delivery.transport import PermanentFailure, SendFailure, TemporaryFailure, Transport
 from dripflow.engine.context import Ctx, load_rules
 from dripflow.engine.ingest import IngestError, ingest
@@ -88,7 +87,8 @@ class Claimed:
     message_id: str
     recipient: str
     envelope_from: str
-    mime: EmailMessage
+    data: bytes
+    """The message as it goes on the wire (RFC 5322, CRLF line ends)."""
 
 
 @dataclass(frozen=True)
@@ -107,16 +107,17 @@ async def deliver_due(
     transport: Transport,
     *,
     batch_size: int = BATCH_SIZE,
-    concurrency: int = 8,
+    concurrency: int | None = None,
 ) -> int:
     """Claim one batch of due email messages, send them, record the outcomes; returns how many
-    were claimed (0: nothing is due now). Database work runs in a thread, so an event loop that
-    also serves HTTP is not blocked by it."""
+    were claimed (0: nothing is due now). ``concurrency`` (sends in flight) defaults to the
+    transport's connection count: more would only queue for a connection. Database work runs in
+    a thread, so an event loop that also serves HTTP is not blocked by it."""
     batch, taken = await asyncio.to_thread(claim_due, engine, workspace_id, clock, batch_size)
     if not batch:
         return taken
     outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()
-    slots = asyncio.Semaphore(concurrency)
+    slots = asyncio.Semaphore(concurrency or transport.max_connections)
 
     async def send(item: Claimed) -> None:
         async with slots:
@@ -207,14 +208,14 @@ def claim_due(engine: Engine, workspace_id: str, clock: Clock, batch_size: int) 
                 continue
             try:
                 url = unsubscribe_url(ctx, row.key, row.contact_id, row.sequence_id)
-                mime = build_message(row, ctx.workspace, date=now, unsubscribe_url=url)
-                sender = envelope_sender(row, ctx.workspace)
+                data = build_message(row, ctx.workspace, date=now, unsubscribe_url=url).as_bytes()
+                sender, recipient = envelope_sender(row, ctx.workspace), envelope_recipient(row)
             except UnsafeHeader as exc:
                 row.status, row.last_error = "failed", f"cannot build the message: {exc}"
                 continue
             row.status, row.next_attempt_at = "sending", now + LEASE
             batch.append(
-                Claimed(row.id, row.attempts, row.contact_id, row.message_id, row.recipient, sender, mime)
+                Claimed(row.id, row.attempts, row.contact_id, row.message_id, recipient, sender, data)
             )
         return batch, len(rows)
 
@@ -260,7 +261,7 @@ def _stopped(session: Session, workspace_id: str, rows: list[Message]) -> dict[i
 
 async def _send_one(item: Claimed, transport: Transport, clock: Clock) -> Outcome:
     try:
-        await transport.send(item.mime, item.envelope_from, [item.recipient])
+        await transport.send(item.data, item.envelope_from, [item.recipient])
     except PermanentFailure as exc:
         if exc.recipient_rejected:  # D5: a permanent rejection of the recipient is a hard bounce
             return Outcome(status="bounced", error=str(exc), bounce="hard", claim=item)
