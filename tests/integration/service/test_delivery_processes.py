@@ -17,6 +17,9 @@ What decisions.md promises, checked here:
   copy came from the killed process, before its kill; the second from the worker that took the row
   over after the lease. Every other message arrived exactly once. So duplicates <= claimed rows
   orphaned by kills <= kills x BATCH_SIZE, and the counts are printed.
+* **The window is small.** A worker sends a message only while fewer than ``UNRECORDED_PER_SEND``
+  x connections (2 x 4) of its sent messages wait for their outcome's commit, so no kill leaves
+  more duplicates than that.
 
 The lease is ten minutes (``outbox.LEASE``, a constant: no option or setting shortens it). The test
 does not wait for it or patch it: once every worker process has exited, nobody holds a claim, so
@@ -47,7 +50,8 @@ from sqlalchemy import Engine, select, update
 
 from dripflow.core.clock import SystemClock
 from dripflow.core.validate import load_workspace_text
-from dripflow.delivery.outbox import BATCH_SIZE, LEASE
+from dripflow.delivery.outbox import BATCH_SIZE, LEASE, UNRECORDED_PER_SEND
+from dripflow.delivery.transport import SmtpSettings, SmtpTransport
 from dripflow.engine.broadcasts import send_due_broadcasts
 from dripflow.engine.context import Ctx, load_rules
 from dripflow.store.contacts import ContactData, ContactRepo
@@ -343,6 +347,8 @@ def test_killed_workers_lose_nothing_and_duplicate_only_inside_the_window(
     assert len(duplicates) <= KILLS * BATCH_SIZE
 
     per_kill = Counter(first[message_id].worker for message_id in duplicates)
+    connections = SmtpTransport(SmtpSettings("127.0.0.1", 25, "none")).max_connections  # as the workers'
+    assert max(per_kill.values(), default=0) <= UNRECORDED_PER_SEND * connections, per_kill
     print(
         f"{backend}: {WORKERS[backend]} worker(s) at a time, {len(fleet.all)} processes in all; "
         f"{len(kills)} SIGKILLs at {[count for _victim, _when, count in kills]} messages received; "
@@ -351,11 +357,13 @@ def test_killed_workers_lose_nothing_and_duplicate_only_inside_the_window(
     print(
         f"{backend}: {MESSAGES} messages, {len(copies)} copies received; {len(orphans)} claims orphaned "
         f"by the kills (bound {KILLS * BATCH_SIZE}), {len(duplicates)} duplicates "
-        f"(per killed process {dict(per_kill)}); a duplicate's first copy was accepted at most "
+        f"(per killed process {dict(per_kill)}, {len(duplicates) / len(kills):.1f} per kill); "
+        f"a duplicate's first copy was accepted at most "
         f"{max(margins, default=0.0) * 1000:.0f} ms before its sender's kill"
     )
     record_property("kills", len(kills))
     record_property("orphaned_claims", len(orphans))
     record_property("duplicates", len(duplicates))
+    record_property("duplicates_per_kill", round(len(duplicates) / len(kills), 2))
     # The kills did land mid-delivery: some claims were orphaned and taken over after the lease.
     assert orphans, "no kill hit a worker holding a claim: the take-over path was not exercised"
