@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
@@ -13,8 +17,28 @@ from dripflow.core.clock import Clock, SystemClock
 __all__ = ["create_app"]
 
 
+SQLITE_HANDLER_THREADS = 1
+"""Route handlers running at once on SQLite (see ``_lifespan``); PostgreSQL keeps anyio's 40."""
+
+
+def _lifespan(engine: Engine) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # SQLite has one writer at a time, and every transaction here takes its write lock: with
+        # 40 handler threads, requests fought over it through SQLite's busy handler (sleeps of up to
+        # 100 ms, not in arrival order), which was most of the API's tail latency. The route
+        # handlers (plain functions, run in this thread pool) therefore run one at a time, in
+        # arrival order; reading and parsing requests and writing answers stay concurrent.
+        if engine.dialect.name == "sqlite":
+            anyio.to_thread.current_default_thread_limiter().total_tokens = SQLITE_HANDLER_THREADS
+        yield
+
+    return lifespan
+
+
 def create_app(engine: Engine, clock: Clock | None = None) -> FastAPI:
     app = FastAPI(
+        lifespan=_lifespan(engine),
         title="dripflow",
         version=__version__,
         description=(
