@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dripflow import __version__
 from dripflow.api.errors import install_error_handlers
@@ -15,6 +18,8 @@ from dripflow.api.routes import contacts, events, health, metrics, sequences, tr
 from dripflow.core.clock import Clock, SystemClock
 
 __all__ = ["create_app"]
+
+_requests = logging.getLogger("dripflow.api")
 
 
 SQLITE_HANDLER_THREADS = 1
@@ -36,6 +41,37 @@ def _lifespan(engine: Engine) -> Callable[[FastAPI], AbstractAsyncContextManager
     return lifespan
 
 
+class RequestLog:
+    """One ``request`` log record per HTTP request: method, route template (never the raw path,
+    which can hold an email address or a token), status, milliseconds, and the workspace of the
+    API key when one was checked."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _requests.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless the app answers: an exception escaped it
+
+        async def sent(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "(no route)"
+            fields = {"method": scope["method"], "route": route, "status": status}
+            fields["ms"] = round((time.perf_counter() - started) * 1000, 1)
+            workspace = scope.get("state", {}).get("workspace")
+            _requests.info("request", extra={"event": "request", "workspace": workspace, "fields": fields})
+
+
 def create_app(engine: Engine, clock: Clock | None = None) -> FastAPI:
     app = FastAPI(
         lifespan=_lifespan(engine),
@@ -48,6 +84,7 @@ def create_app(engine: Engine, clock: Clock | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.clock = clock or SystemClock()
     install_error_handlers(app)
+    app.add_middleware(RequestLog)
     for module in (health, events, contacts, sequences, tracking, metrics):
         app.include_router(module.router)
     return app

@@ -51,13 +51,16 @@ _bearer = HTTPBearer(
 
 
 def _credential(
-    engine: EngineDep, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    engine: EngineDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Credential:
     if bearer is None or bearer.scheme.lower() != "bearer" or not bearer.credentials:
         raise ApiError(401, "unauthorized", "send an API key as `Authorization: Bearer <key>`")
     credential = _check_key(engine, bearer.credentials)
     if credential is None:
         raise ApiError(401, "unauthorized", "this API key is unknown or revoked")
+    request.state.workspace = credential.workspace_id  # for the request's log record
     return credential
 
 

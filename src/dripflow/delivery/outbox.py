@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -164,8 +165,15 @@ async def deliver_due(
     transport's connection count: more would only queue for a connection. Database work and
     building run in a thread, so an event loop that also serves HTTP is not blocked by them."""
     batch, taken = await asyncio.to_thread(claim_due, engine, workspace_id, clock, batch_size)
+    if not taken:
+        return 0
+    counts: Counter[str] = Counter(claimed=taken, settled_at_claim=taken - len(batch))
     if batch:
-        await _send_batch(engine, workspace_id, clock, transport, batch, concurrency)
+        counts.update(await _send_batch(engine, workspace_id, clock, transport, batch, concurrency))
+    log.info(
+        "delivery batch",
+        extra={"event": "delivery.batch", "workspace": workspace_id, "counts": dict(counts)},
+    )
     return taken
 
 
@@ -176,7 +184,8 @@ async def _send_batch(
     transport: Transport,
     batch: list[Claimed],
     concurrency: int | None,
-) -> None:
+) -> Counter[str]:
+    """Send ``batch``, recording outcomes as they come; returns how many ended in each status."""
     width = concurrency or transport.max_connections
     outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()
     # The duplicate window (module docstring): a send starts only while fewer than
@@ -185,10 +194,14 @@ async def _send_batch(
     unrecorded = asyncio.Semaphore(UNRECORDED_PER_SEND * width)
     queue = iter(batch)
 
+    statuses: Counter[str] = Counter()
+
     async def lane() -> None:  # ``width`` of these, each sending the next message in turn
         for item in queue:
             await unrecorded.acquire()
-            outcomes.put_nowait(await _send_one(item, transport, clock))
+            outcome = await _send_one(item, transport, clock)
+            statuses[outcome.status] += 1
+            outcomes.put_nowait(outcome)
 
     recorder = asyncio.create_task(_record_as_they_come(engine, workspace_id, clock, outcomes, unrecorded))
     sending = asyncio.gather(*(lane() for _ in range(min(width, len(batch)))))
@@ -202,6 +215,7 @@ async def _send_batch(
     finally:
         outcomes.put_nowait(None)
         await recorder
+    return statuses
 
 
 def deliver_pending(
