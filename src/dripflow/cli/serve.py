@@ -242,6 +242,7 @@ def configure_logging(log_format: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its schema check runs at every start
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

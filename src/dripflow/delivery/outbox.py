@@ -30,10 +30,11 @@ is invisible while a duplicate is merely annoying. See docs/decisions.md, "Deliv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -162,19 +163,40 @@ async def deliver_due(
 ) -> int:
     """Claim one batch of due email messages, send them, record the outcomes; returns how many
     were claimed (0: nothing is due now). ``concurrency`` (sends in flight) defaults to the
-    transport's connection count: more would only queue for a connection. Database work and
-    building run in a thread, so an event loop that also serves HTTP is not blocked by them."""
+    transport's connection count: more would only queue for a connection. The claim and the
+    building run in a thread; outcomes are recorded on the event loop (one short statement per
+    transaction; a hop to a thread for each cost more CPU than the write itself), so run this on
+    a loop of its own, as ``deliver_pending`` does, not on one that serves HTTP."""
     batch, taken = await asyncio.to_thread(claim_due, engine, workspace_id, clock, batch_size)
+    await _deliver_claimed(engine, workspace_id, clock, transport, batch, taken, concurrency)
+    return taken
+
+
+async def _deliver_claimed(
+    engine: Engine,
+    workspace_id: str,
+    clock: Clock,
+    transport: Transport,
+    batch: list[Claimed],
+    taken: int,
+    concurrency: int | None,
+    on_drained: Callable[[], None] | None = None,
+) -> None:
+    """Send a claimed batch and log what became of it; ``on_drained`` is called once every
+    message of the batch has been handed to a connection (the last ones may still be on the wire)."""
     if not taken:
-        return 0
+        return
     counts: Counter[str] = Counter(claimed=taken, settled_at_claim=taken - len(batch))
     if batch:
-        counts.update(await _send_batch(engine, workspace_id, clock, transport, batch, concurrency))
+        counts.update(
+            await _send_batch(engine, workspace_id, clock, transport, batch, concurrency, on_drained)
+        )
+    elif on_drained is not None:
+        on_drained()
     log.info(
         "delivery batch",
         extra={"event": "delivery.batch", "workspace": workspace_id, "counts": dict(counts)},
     )
-    return taken
 
 
 async def _send_batch(
@@ -184,6 +206,7 @@ async def _send_batch(
     transport: Transport,
     batch: list[Claimed],
     concurrency: int | None,
+    on_drained: Callable[[], None] | None = None,
 ) -> Counter[str]:
     """Send ``batch``, recording outcomes as they come; returns how many ended in each status."""
     width = concurrency or transport.max_connections
@@ -195,13 +218,19 @@ async def _send_batch(
     queue = iter(batch)
 
     statuses: Counter[str] = Counter()
+    drained = False
 
     async def lane() -> None:  # ``width`` of these, each sending the next message in turn
+        nonlocal drained
         for item in queue:
             await unrecorded.acquire()
             outcome = await _send_one(item, transport, clock)
             statuses[outcome.status] += 1
             outcomes.put_nowait(outcome)
+        if not drained:
+            drained = True
+            if on_drained is not None:
+                on_drained()
 
     recorder = asyncio.create_task(_record_as_they_come(engine, workspace_id, clock, outcomes, unrecorded))
     sending = asyncio.gather(*(lane() for _ in range(min(width, len(batch)))))
@@ -231,15 +260,32 @@ def deliver_pending(
     being sent is finished first), in one event loop (so pooled connections are reused across
     batches); returns how many messages were claimed in all."""
 
+    def claim() -> asyncio.Future[tuple[list[Claimed], int]]:
+        return asyncio.ensure_future(asyncio.to_thread(claim_due, engine, workspace_id, clock, batch_size))
+
     async def run() -> int:
         total = 0
+        upcoming: asyncio.Future[tuple[list[Claimed], int]] | None = claim()
+
+        def claim_next() -> None:
+            # The next batch is claimed and built while this one's last messages are on the wire,
+            # so the connections do not idle through a claim (unless a stop was asked).
+            nonlocal upcoming
+            if stop is None or not stop.is_set():
+                upcoming = claim()
+
         try:
-            while stop is None or not stop.is_set():
-                taken = await deliver_due(engine, workspace_id, clock, transport, batch_size=batch_size)
+            while upcoming is not None:
+                batch, taken = await upcoming
+                upcoming = None
                 if not taken:
                     break
                 total += taken
+                await _deliver_claimed(engine, workspace_id, clock, transport, batch, taken, None, claim_next)
         finally:
+            if upcoming is not None:  # claimed while this batch failed: its rows wait out their lease
+                with contextlib.suppress(Exception):
+                    await upcoming
             await transport.close()
         return total
 
@@ -440,7 +486,8 @@ async def _record_as_they_come(
     recorded: asyncio.Semaphore,
 ) -> None:
     """Write outcomes as they arrive: each transaction takes every outcome that came meanwhile;
-    ``recorded`` is released once per outcome committed."""
+    ``recorded`` is released once per outcome committed. Synchronous on purpose (see deliver_due):
+    while it writes, the sends' replies wait in their sockets."""
     finished = False
     while not finished:
         first = await outcomes.get()
@@ -453,7 +500,7 @@ async def _record_as_they_come(
             else:
                 items.append(item)
         if items:
-            await asyncio.to_thread(record_outcomes, engine, workspace_id, clock, items)
+            record_outcomes(engine, workspace_id, clock, items)
             for _ in items:
                 recorded.release()
 
