@@ -15,9 +15,9 @@ The protocol, and why:
    write lock is not held while a hundred messages are rendered to bytes.
 2. **Send** outside any transaction (a slow SMTP server must not hold database locks), as many at
    once as the transport has connections.
-3. **Record** outcomes as soon as they are known: whatever outcomes have arrived meanwhile are
-   written together, with one statement per transaction (``UPDATE … FROM (VALUES …) RETURNING`` on
-   PostgreSQL, one ``executemany`` on SQLite). The update only applies if the row is still
+3. **Record** outcomes as they come, in groups of up to one per connection (see ``_send_batch``),
+   one statement per transaction (``UPDATE … FROM (VALUES …) RETURNING`` on PostgreSQL, one
+   ``executemany`` on SQLite). The update only applies if the row is still
    ``sending`` with the same ``attempts``: ``attempts`` is the claim's fencing token, so a worker
    whose lease was taken over cannot overwrite the newer claim's result.
 
@@ -94,6 +94,8 @@ MAX_RETRY = timedelta(hours=4)
 _CLOSED_ENROLLMENTS = ("canceled", "bounced")
 UNRECORDED_PER_SEND = 2
 """Messages per connection that may be sent before the earlier ones' outcomes are committed."""
+RECORD_WITHIN = 0.05
+"""Seconds an outcome may wait for others to be written with (fewer than a connection's worth)."""
 
 Status = Literal["sent", "queued", "bounced", "failed"]
 
@@ -208,42 +210,57 @@ async def _send_batch(
     concurrency: int | None,
     on_drained: Callable[[], None] | None = None,
 ) -> Counter[str]:
-    """Send ``batch``, recording outcomes as they come; returns how many ended in each status."""
-    width = concurrency or transport.max_connections
-    outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()
-    # The duplicate window (module docstring): a send starts only while fewer than
-    # UNRECORDED_PER_SEND x width messages sent by this worker wait for their outcome's commit, so
-    # a worker killed at any moment leaves at most that many accepted but unrecorded.
-    unrecorded = asyncio.Semaphore(UNRECORDED_PER_SEND * width)
-    queue = iter(batch)
+    """Send ``batch`` on ``width`` lanes (one per connection), recording outcomes as they come;
+    returns how many ended in each status.
 
+    Outcomes are written in groups of up to ``width``: a lane that completes a send writes what
+    is waiting once ``width`` outcomes wait or the oldest has waited ``RECORD_WITHIN``, and the rest
+    is written when the batch ends (or fails, or is cancelled: what was sent is recorded). The
+    duplicate window (module docstring): a send starts only while fewer than
+    ``UNRECORDED_PER_SEND`` x width sent messages wait for their outcome's commit, so a worker
+    killed at any moment leaves at most that many accepted but unrecorded.
+    """
+    width = concurrency or transport.max_connections
+    unrecorded = asyncio.Semaphore(UNRECORDED_PER_SEND * width)
+    loop = asyncio.get_running_loop()
+    queue = iter(batch)
+    pending: list[Outcome] = []
+    oldest = 0.0
     statuses: Counter[str] = Counter()
     drained = False
 
-    async def lane() -> None:  # ``width`` of these, each sending the next message in turn
-        nonlocal drained
-        for item in queue:
+    def write() -> None:
+        items = pending[:]
+        pending.clear()
+        record_outcomes(engine, workspace_id, clock, items)  # on the loop: see deliver_due
+        for _ in items:
+            unrecorded.release()
+
+    async def lane() -> None:
+        nonlocal drained, oldest
+        for item in queue:  # shared: each message is taken by one lane
             await unrecorded.acquire()
             outcome = await _send_one(item, transport, clock)
             statuses[outcome.status] += 1
-            outcomes.put_nowait(outcome)
+            if not pending:
+                oldest = loop.time()
+            pending.append(outcome)
+            if len(pending) >= width or loop.time() - oldest >= RECORD_WITHIN:
+                write()
         if not drained:
             drained = True
             if on_drained is not None:
                 on_drained()
 
-    recorder = asyncio.create_task(_record_as_they_come(engine, workspace_id, clock, outcomes, unrecorded))
-    sending = asyncio.gather(*(lane() for _ in range(min(width, len(batch)))))
-    # If recording fails, sending more would only make messages nobody can record: stop.
-    recorder.add_done_callback(lambda task: task.cancelled() or task.exception() is None or sending.cancel())
     try:
-        await sending
-    except asyncio.CancelledError:
-        if not recorder.done():
-            raise  # this task itself was cancelled: what was sent is still recorded below
+        async with asyncio.TaskGroup() as lanes:
+            for _ in range(min(width, len(batch))):
+                lanes.create_task(lane())
+    except BaseExceptionGroup as group:  # a write failed: the other lanes were stopped
+        raise group.exceptions[0] from None
     finally:
-        outcomes.put_nowait(None)
-        await recorder
+        if pending:
+            write()
     return statuses
 
 
@@ -476,33 +493,6 @@ def _retry_or_give_up(item: Claimed, error: str, recipient: bool, clock: Clock) 
 
 
 # -- 3. record ---------------------------------------------------------------------------------------
-
-
-async def _record_as_they_come(
-    engine: Engine,
-    workspace_id: str,
-    clock: Clock,
-    outcomes: asyncio.Queue[Outcome | None],
-    recorded: asyncio.Semaphore,
-) -> None:
-    """Write outcomes as they arrive: each transaction takes every outcome that came meanwhile;
-    ``recorded`` is released once per outcome committed. Synchronous on purpose (see deliver_due):
-    while it writes, the sends' replies wait in their sockets."""
-    finished = False
-    while not finished:
-        first = await outcomes.get()
-        items = [] if first is None else [first]
-        finished = first is None
-        while not outcomes.empty():
-            item = outcomes.get_nowait()
-            if item is None:
-                finished = True
-            else:
-                items.append(item)
-        if items:
-            record_outcomes(engine, workspace_id, clock, items)
-            for _ in items:
-                recorded.release()
 
 
 def record_outcomes(engine: Engine, workspace_id: str, clock: Clock, outcomes: Iterable[Outcome]) -> None:
