@@ -22,7 +22,8 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from email.message import Message
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
@@ -93,8 +94,11 @@ class Transport(Protocol):
         """How many sends it can have in flight at once (the outbox sends no more than that)."""
         ...
 
-    async def send(self, data: bytes, envelope_from: str, recipients: Sequence[str]) -> None:
-        """Deliver ``data``, a message ready for the wire (RFC 5322, CRLF line ends)."""
+    async def send(
+        self, data: bytes | Message[Any, Any], envelope_from: str, recipients: Sequence[str]
+    ) -> None:
+        """Deliver ``data``: a message ready for the wire (RFC 5322, CRLF line ends), or a
+        :class:`~email.message.Message` to be flattened first."""
 
     async def close(self) -> None:
         """Release connections; called before the event loop that used the transport ends."""
@@ -191,7 +195,11 @@ class SmtpTransport:
             self._loop, self._slots, self._idle = loop, asyncio.Semaphore(self.max_connections), []
         return self._slots
 
-    async def send(self, data: bytes, envelope_from: str, recipients: Sequence[str]) -> None:
+    async def send(
+        self, data: bytes | Message[Any, Any], envelope_from: str, recipients: Sequence[str]
+    ) -> None:
+        if not isinstance(data, bytes):
+            data = data.as_bytes()
         async with self._bind():
             client = await self._checkout()
             try:
