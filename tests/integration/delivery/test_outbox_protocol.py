@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, select, update
 
 from dripflow.core.clock import VirtualClock
 from dripflow.core.validate import load_workspace_text
@@ -175,3 +175,34 @@ def test_a_worker_never_has_more_than_its_window_sent_but_unrecorded(
     assert deliver_pending(engine, "shop", VirtualClock(NOW), transport) == 60
     assert _statuses(engine) == ["sent"] * 60
     assert 1 < worst <= bound
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_outcomes_written_through_the_driver_store_instants_as_sqlalchemy_does(engine: Engine) -> None:
+    """On SQLite the outcome write bypasses SQLAlchemy's parameter processing: the instants it
+    stores must be the very text SQLAlchemy stores (the claim and due queries compare that text)."""
+    _queue(engine, 3)
+    clock = VirtualClock(datetime(2026, 3, 2, 9, 0, 0, 250_000, tzinfo=UTC))
+    batch, _taken = outbox.claim_due(engine, "shop", clock, 10)
+    retry = datetime(2026, 3, 2, 9, 1, tzinfo=UTC)
+    outbox.record_outcomes(
+        engine,
+        "shop",
+        clock,
+        [outbox.Outcome(batch[0], "sent"), outbox.Outcome(batch[1], "queued", "451 later", retry_at=retry)],
+    )
+    with transaction(engine) as session:  # the third row, written by SQLAlchemy itself
+        session.execute(
+            update(Message)
+            .where(Message.id == batch[2].id)
+            .values(sent_at=clock.now(), next_attempt_at=retry)
+        )
+    database = engine.url.database
+    assert database is not None
+    raw = sqlite3.connect(database)
+    try:
+        stored = raw.execute("SELECT sent_at, next_attempt_at FROM messages ORDER BY id").fetchall()
+    finally:
+        raw.close()
+    assert stored[0][0] == stored[2][0]  # sent_at: the record's `now`, as SQLAlchemy writes it
+    assert stored[1][1] == stored[2][1]  # next_attempt_at: the retry time, likewise
