@@ -363,8 +363,8 @@ def _deliver(engine: Engine, transport: SmtpTransport, profile: str | None) -> f
     profilers: list[cProfile.Profile] = []
     restore: list[tuple[str, Any]] = []
     if profile:
-        # cProfile sees one thread: the event loop's here, plus each claim and record call in the
-        # thread that runs it (``asyncio.to_thread``), merged into one file.
+        # cProfile sees one thread: the event loop's here (sending, and writing the outcomes), plus
+        # each claim in the thread that runs it (``asyncio.to_thread``), merged into one file.
         lock = threading.Lock()
 
         def profiled(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -376,7 +376,7 @@ def _deliver(engine: Engine, transport: SmtpTransport, profile: str | None) -> f
 
             return wrapper
 
-        for name in ("claim_due", "record_outcomes"):
+        for name in ("claim_due",):
             original = getattr(outbox, name)
             restore.append((name, original))
             setattr(outbox, name, profiled(original))
@@ -397,7 +397,7 @@ def _deliver(engine: Engine, transport: SmtpTransport, profile: str | None) -> f
         for profiler in profilers:
             stats.add(profiler)
         stats.dump_stats(profile)
-        say(f"  profile written to {profile} (event loop + {len(profilers)} claim/record calls in threads)")
+        say(f"  profile written to {profile} (event loop + {len(profilers)} claims in threads)")
     say(f"  deliver_pending claimed {taken} messages")
     return seconds
 

@@ -20,6 +20,7 @@ from dripflow.core.clock import Clock, SystemClock
 __all__ = ["create_app"]
 
 _requests = logging.getLogger("dripflow.api")
+_PROBES = frozenset({"/healthz", "/readyz"})
 
 
 SQLITE_HANDLER_THREADS = 1
@@ -65,11 +66,17 @@ class RequestLog:
         try:
             await self.app(scope, receive, sent)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "(no route)"
-            fields = {"method": scope["method"], "route": route, "status": status}
-            fields["ms"] = round((time.perf_counter() - started) * 1000, 1)
-            workspace = scope.get("state", {}).get("workspace")
-            _requests.info("request", extra={"event": "request", "workspace": workspace, "fields": fields})
+            _log_request(scope, status, started)
+
+
+def _log_request(scope: Scope, status: int, started: float) -> None:
+    route = getattr(scope.get("route"), "path", None) or "(no route)"
+    if route in _PROBES and status < 400:  # a liveness probe every few seconds is not news
+        return
+    fields = {"method": scope["method"], "route": route, "status": status}
+    fields["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    workspace = scope.get("state", {}).get("workspace")
+    _requests.info("request", extra={"event": "request", "workspace": workspace, "fields": fields})
 
 
 def create_app(engine: Engine, clock: Clock | None = None) -> FastAPI:
