@@ -48,7 +48,7 @@ from bench.report import finish, say
 from dripflow.core.clock import SystemClock, VirtualClock
 from dripflow.core.validate import load_workspace_text
 from dripflow.delivery import outbox
-from dripflow.delivery.mime import build_message, envelope_sender
+from dripflow.delivery.mime import build_message, envelope_recipient, envelope_sender
 from dripflow.delivery.outbox import deliver_due, deliver_pending
 from dripflow.delivery.transport import SmtpTransport, transport_for
 from dripflow.engine.broadcasts import send_due_broadcasts
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> None:
                     f"{messages} messages queued by a broadcast and {len(prebuilt)} prebuilt for the floor "
                     f"in {time.perf_counter() - started:.2f}s"
                 )
-                inflight = min(transport.max_connections, _deliver_due_concurrency())
+                inflight = _in_flight(transport)
                 say(
                     f"delivery: deliver_pending through SmtpTransport ({transport.max_connections} "
                     f"connections, {inflight} sends in flight) to the sink on port {sink.port}"
@@ -315,11 +315,12 @@ def _transport(engine: Engine) -> SmtpTransport:
     return transport
 
 
-def _deliver_due_concurrency() -> int:
-    """The concurrency ``deliver_due`` runs with when ``deliver_pending`` calls it (its default)."""
+def _in_flight(transport: SmtpTransport) -> int:
+    """The sends ``deliver_due`` has in flight when ``deliver_pending`` calls it: its
+    ``concurrency`` (by default the transport's connection count), at most the connections."""
     default = inspect.signature(deliver_due).parameters["concurrency"].default
-    assert isinstance(default, int)
-    return default
+    assert default is None or isinstance(default, int)
+    return min(transport.max_connections, default or transport.max_connections)
 
 
 def _prebuild(engine: Engine) -> list[Prebuilt]:
@@ -336,7 +337,9 @@ def _prebuild(engine: Engine) -> list[Prebuilt]:
         for row in rows:
             url = unsubscribe_url(ctx, row.key, row.contact_id, row.sequence_id)
             mime = build_message(row, ctx.workspace, date=now, unsubscribe_url=url)
-            prebuilt.append(Prebuilt(envelope_sender(row, ctx.workspace), row.recipient, mime.as_bytes()))
+            prebuilt.append(
+                Prebuilt(envelope_sender(row, ctx.workspace), envelope_recipient(row), mime.as_bytes())
+            )
     return prebuilt
 
 
@@ -360,8 +363,8 @@ def _deliver(engine: Engine, transport: SmtpTransport, profile: str | None) -> f
     profilers: list[cProfile.Profile] = []
     restore: list[tuple[str, Any]] = []
     if profile:
-        # cProfile sees one thread: the event loop's here, plus each claim and record call in the
-        # thread that runs it (``asyncio.to_thread``), merged into one file.
+        # cProfile sees one thread: the event loop's here (sending, and writing the outcomes), plus
+        # each claim in the thread that runs it (``asyncio.to_thread``), merged into one file.
         lock = threading.Lock()
 
         def profiled(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -373,7 +376,7 @@ def _deliver(engine: Engine, transport: SmtpTransport, profile: str | None) -> f
 
             return wrapper
 
-        for name in ("claim_due", "record_outcomes"):
+        for name in ("claim_due",):
             original = getattr(outbox, name)
             restore.append((name, original))
             setattr(outbox, name, profiled(original))
@@ -394,7 +397,7 @@ def _deliver(engine: Engine, transport: SmtpTransport, profile: str | None) -> f
         for profiler in profilers:
             stats.add(profiler)
         stats.dump_stats(profile)
-        say(f"  profile written to {profile} (event loop + {len(profilers)} claim/record calls in threads)")
+        say(f"  profile written to {profile} (event loop + {len(profilers)} claims in threads)")
     say(f"  deliver_pending claimed {taken} messages")
     return seconds
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's first command after set-up: a demo workspace, contacts and events in an embedded SQLite,
 # the demo events through the real engine on a virtual clock (`dripflow simulate`), then the server
-# itself (`dripflow serve`: HTTP API and scheduler) on that database until Ctrl-C.
+# itself on that database until Ctrl-C: `dripflow serve --demo` (HTTP API and scheduler) with a live
+# workspace whose sequence counts in minutes (examples/demo-live.yaml). Safe to run again: the
+# database keeps both workspaces, and each start of the server subscribes three new contacts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dripflow=.venv/bin/dripflow
@@ -9,8 +11,8 @@ dripflow=.venv/bin/dripflow
 $dripflow db upgrade
 $dripflow validate examples/demo.yaml
 $dripflow apply examples/demo.yaml
-$dripflow contacts import examples/demo-contacts.csv --list newsletter --rejects out/demo-rejects.csv
-$dripflow contacts export --output out/demo-contacts-export.csv
+$dripflow contacts import examples/demo-contacts.csv --workspace acme --list newsletter --rejects out/demo-rejects.csv
+$dripflow contacts export --workspace acme --output out/demo-contacts-export.csv
 echo
 echo "Simulating examples/demo-events.jsonl until 2027-12-31 (log: out/demo-simulation.jsonl):"
 $dripflow simulate examples/demo.yaml --events examples/demo-events.jsonl --until 2027-12-31T00:00:00Z \
@@ -25,15 +27,6 @@ echo
 echo "Demo workspace applied to ${DRIPFLOW_DATABASE_URL:-sqlite:///./dripflow.db}."
 echo "Exported contacts: out/demo-contacts-export.csv   rejected rows: out/demo-rejects.csv"
 echo
-key=$($dripflow keys create --role admin --label demo)
 port=${DRIPFLOW_PORT:-8000}
-cat <<EOT
-Starting the server (API, scheduler, capture outbox) — stop it with Ctrl-C. Try, in another shell:
-  curl -s -H "Authorization: Bearer $key" -H 'content-type: application/json' \\
-    -d '{"type": "list.subscribed", "contact": {"email": "you@example.com", "first_name": "You"}, "list": "customers"}' \\
-    http://127.0.0.1:$port/v1/events
-  curl -s -H "Authorization: Bearer $key" http://127.0.0.1:$port/v1/contacts/you@example.com/explain
-  $dripflow outbox list          # the dev inbox: what the engine built
-API docs: http://127.0.0.1:$port/docs   (admin key for this demo: $key)
-EOT
-exec $dripflow serve --port "$port" --dev-secret
+echo "Starting the live demo server on http://127.0.0.1:$port (dripflow serve --demo):"
+exec $dripflow serve --demo --port "$port" --log-format text

@@ -22,8 +22,8 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
-from typing import Literal, Protocol
+from email.message import Message
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
@@ -89,7 +89,16 @@ class PermanentFailure(SendFailure):
 class Transport(Protocol):
     """Something that delivers one message to its recipients, or raises a :class:`SendFailure`."""
 
-    async def send(self, msg: EmailMessage, envelope_from: str, recipients: Sequence[str]) -> None: ...
+    @property
+    def max_connections(self) -> int:
+        """How many sends it can have in flight at once (the outbox sends no more than that)."""
+        ...
+
+    async def send(
+        self, data: bytes | Message[Any, Any], envelope_from: str, recipients: Sequence[str]
+    ) -> None:
+        """Deliver ``data``: a message ready for the wire (RFC 5322, CRLF line ends), or a
+        :class:`~email.message.Message` to be flattened first."""
 
     async def close(self) -> None:
         """Release connections; called before the event loop that used the transport ends."""
@@ -186,13 +195,18 @@ class SmtpTransport:
             self._loop, self._slots, self._idle = loop, asyncio.Semaphore(self.max_connections), []
         return self._slots
 
-    async def send(self, msg: EmailMessage, envelope_from: str, recipients: Sequence[str]) -> None:
+    async def send(
+        self, data: bytes | Message[Any, Any], envelope_from: str, recipients: Sequence[str]
+    ) -> None:
+        if not isinstance(data, bytes):
+            data = data.as_bytes()
         async with self._bind():
             client = await self._checkout()
             try:
                 if client is None:
                     client = await self._connect()
-                await client.send_message(msg, sender=envelope_from, recipients=list(recipients))
+                # Bytes, not a Message object: aiosmtplib would flatten (and refold) it again.
+                await client.sendmail(envelope_from, list(recipients), data)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 # The envelope was reset (RSET): the connection is still good for the next message.
                 self._checkin(client)
@@ -205,6 +219,10 @@ class SmtpTransport:
                 raise TemporaryFailure(
                     f"cannot reach {self.settings.host}:{self.settings.port}: {exc}"
                 ) from exc
+            except asyncio.CancelledError:  # mid-dialogue: the session's state is unknown
+                if client is not None:
+                    client.close()
+                raise
             self._checkin(client)
 
     async def _checkout(self) -> aiosmtplib.SMTP | None:

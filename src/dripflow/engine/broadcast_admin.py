@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,7 +30,7 @@ from dripflow.core.model import Workspace as WorkspaceDef
 from dripflow.core.render import MissingVariable, RenderContext, RenderFailure, render_email
 from dripflow.core.timing import local_to_utc
 from dripflow.core.validate import TOP, Problem, WorkspaceInvalid, check_workspace_data
-from dripflow.delivery.mime import UnsafeHeader, build_message, envelope_sender
+from dripflow.delivery.mime import Mime, UnsafeHeader, build_message, envelope_sender
 from dripflow.delivery.transport import SendFailure, Transport, transport_for
 from dripflow.engine.context import Ctx
 from dripflow.engine.messages import link_url, unsubscribe_url
@@ -260,7 +259,7 @@ class PreparedTest:
     """A test message built, not yet recorded; ``mime`` is set when it goes out through SMTP."""
 
     message: Message
-    mime: EmailMessage | None = None
+    mime: Mime | None = None
     envelope_from: str | None = None
 
 

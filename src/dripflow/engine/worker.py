@@ -5,11 +5,15 @@ Each pass claims due enrollments in batches (``scheduler.run_once``; on PostgreS
 UPDATE SKIP LOCKED``, so any number of workers can share one database) and commits each batch
 whole. Between passes it sleeps until the next due moment, at most ``poll`` seconds, so steps
 that events make due are picked up promptly. A stop request (SIGTERM, Ctrl-C) is honoured between
-batches: a batch is never cut in half.
+batches: a batch is never cut in half, and delivery finishes the batch it is sending.
+
+What it does is logged on the ``dripflow.worker`` logger (``dripflow serve`` writes it as one JSON
+object per line): one ``scheduler.pass`` record per workspace pass that found work, with its counts.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +33,8 @@ from dripflow.store.database import transaction
 from dripflow.store.tables import Workspace
 
 __all__ = ["WorkerStats", "run_worker"]
+
+log = logging.getLogger("dripflow.worker")
 
 
 @dataclass
@@ -60,11 +66,14 @@ def run_worker(
         ids = workspace_ids or _workspaces(engine)
         worked = False
         for workspace_id in ids:
+            steps = batches = 0
             while not stop.is_set():
                 claimed = run_once(engine, workspace_id, clock)
                 if not claimed:
                     break
                 worked = True
+                steps += claimed
+                batches += 1
                 stats.claimed += claimed
                 stats.batches += 1
                 stats.per_workspace[workspace_id] = stats.per_workspace.get(workspace_id, 0) + claimed
@@ -72,16 +81,20 @@ def run_worker(
                 if on_batch is not None:
                     on_batch(workspace_id, claimed)
             if stop.is_set():
+                _log_pass(workspace_id, steps, batches, 0, 0, 0)
                 break
-            stats.broadcast += _broadcasts(engine, workspace_id, clock)
+            broadcast = _broadcasts(engine, workspace_id, clock)
+            stats.broadcast += broadcast
             webhooks = deliver_webhooks(engine, workspace_id, clock, post)
             stats.webhooks += webhooks
             metrics.webhooks_delivered(workspace_id, webhooks)
+            delivered = 0
             transport = _transport(engine, workspace_id)
             if transport is not None:
-                delivered = deliver_pending(engine, workspace_id, clock, transport)
+                delivered = deliver_pending(engine, workspace_id, clock, transport, stop=stop)
                 stats.delivered += delivered
                 metrics.messages_sent(workspace_id, delivered)
+            _log_pass(workspace_id, steps, batches, broadcast, webhooks, delivered)
         if worked:
             continue
         now = clock.now()
@@ -90,6 +103,22 @@ def run_worker(
             break
         stop.wait(_sleep_for(min(upcoming, default=None), now, poll))
     return stats
+
+
+def _log_pass(
+    workspace_id: str, steps: int, batches: int, broadcast: int, webhooks: int, delivered: int
+) -> None:
+    if steps or broadcast or webhooks or delivered:
+        counts = {
+            "steps": steps,
+            "batches": batches,
+            "broadcast": broadcast,
+            "webhooks": webhooks,
+            "delivery_claimed": delivered,
+        }
+        log.info(
+            "scheduler pass", extra={"event": "scheduler.pass", "workspace": workspace_id, "counts": counts}
+        )
 
 
 def _broadcasts(engine: Engine, workspace_id: str, clock: Clock) -> int:

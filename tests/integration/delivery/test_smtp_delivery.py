@@ -17,6 +17,7 @@ from sqlalchemy import Engine, select
 
 from dripflow.core.clock import VirtualClock
 from dripflow.core.validate import load_workspace_text
+from dripflow.delivery.mime import build_message
 from dripflow.delivery.outbox import LEASE, MAX_ATTEMPTS, backoff, claim_due, deliver_due, deliver_pending
 from dripflow.delivery.transport import (
     ENV_SMTP_URL,
@@ -328,3 +329,33 @@ def test_smtp_url_env_overrides_the_workspace_and_secrets_come_from_env(
     settings = smtp_settings(with_password.delivery)
     assert settings == SmtpSettings("smtp.shop.test", 587, "starttls", "ann", "s3cret")
     assert "s3cret" not in repr(settings)
+
+
+def test_the_transport_takes_bytes_or_a_message_object(smtp_server: SmtpServer) -> None:
+    """The outbox hands it bytes ready for the wire; a caller holding a Message object (a test
+    send, say) may hand that instead, and it is flattened the same way."""
+    workspace = load_workspace_text(
+        WORKSPACE.format(host=smtp_server.host, port=smtp_server.port), "shop.yaml"
+    )
+    row = Message(
+        key="test:1",
+        recipient="c9@x.test",
+        sender=None,
+        mailbox="ann",
+        subject="Hello",
+        body_text="Hi.",
+        body_html=None,
+        in_reply_to=None,
+        message_id="<test.1@shop.test>",
+    )
+    built = build_message(row, workspace, date=START, unsubscribe_url=None)
+
+    async def send_both() -> None:
+        transport = _transport(smtp_server)
+        await transport.send(built.as_bytes(), "ann@shop.test", ["c9@x.test"])
+        await transport.send(built, "ann@shop.test", ["c9@x.test"])
+        await transport.close()
+
+    asyncio.run(send_both())
+    first, second = smtp_server.received
+    assert first.data == second.data and str(first.message["Subject"]) == "Hello"
