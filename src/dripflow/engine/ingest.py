@@ -462,10 +462,7 @@ def _sequence_command(ctx: Ctx, kind: str, event: dict[str, Any]) -> None:
         head.status = "paused"
         head.updated_at = ctx.now
         _refresh_rules(ctx)
-        for enrollment in _open_rows(ctx, sequence_id):
-            if enrollment.status in ("active", "queued", "blocked"):
-                enrollment.paused_at = ctx.now
-                set_status(ctx, enrollment, _view(ctx, enrollment), "paused")
+        _pause_enrollments(ctx, sequence_id)
     else:
         head.status = "active"
         head.updated_at = ctx.now
@@ -473,22 +470,35 @@ def _sequence_command(ctx: Ctx, kind: str, event: dict[str, Any]) -> None:
         sequence = ctx.rules.sequence(sequence_id)
         assert sequence is not None
         _start_drafts(ctx, sequence_id)
-        for enrollment in _open_rows(ctx, sequence_id):
-            if enrollment.status != "paused":
-                continue
-            contact = _view(ctx, enrollment)
-            set_status(ctx, enrollment, contact, "active")
-            step = sequence.step(enrollment.next_step) if enrollment.next_step else None
-            if enrollment.due_at is not None and step is not None:  # S5
-                enrollment.due_at = resume_due(
-                    enrollment.due_at,
-                    enrollment.paused_at or ctx.now,
-                    ctx.now,
-                    sequence.resume,
-                    timing_of(step),
-                    timing_context(ctx, sequence, contact),
-                )
-            enrollment.paused_at = None
+        _resume_enrollments(ctx, sequence)
+
+
+def _pause_enrollments(ctx: Ctx, sequence_id: str) -> None:
+    """S5: every running enrollment of a paused sequence is paused where it stands."""
+    for enrollment in _open_rows(ctx, sequence_id):
+        if enrollment.status in ("active", "queued", "blocked"):
+            enrollment.paused_at = ctx.now
+            set_status(ctx, enrollment, _view(ctx, enrollment), "paused")
+
+
+def _resume_enrollments(ctx: Ctx, sequence: SequenceDef) -> None:
+    """S5: paused enrollments go on, timed by the sequence's `resume` rule."""
+    for enrollment in _open_rows(ctx, sequence.id):
+        if enrollment.status != "paused":
+            continue
+        contact = _view(ctx, enrollment)
+        set_status(ctx, enrollment, contact, "active")
+        step = sequence.step(enrollment.next_step) if enrollment.next_step else None
+        if enrollment.due_at is not None and step is not None:  # S5
+            enrollment.due_at = resume_due(
+                enrollment.due_at,
+                enrollment.paused_at or ctx.now,
+                ctx.now,
+                sequence.resume,
+                timing_of(step),
+                timing_context(ctx, sequence, contact),
+            )
+        enrollment.paused_at = None
 
 
 def _start_drafts(ctx: Ctx, sequence_id: str) -> None:
@@ -563,7 +573,17 @@ def update_sequence(ctx: Ctx, definition: dict[str, Any]) -> None:
 
 def follow_live_edit(ctx: Ctx, old: SequenceDef | None, parsed: SequenceDef) -> None:
     """After a sequence's definition changed to ``parsed`` (already in ``ctx.rules``): drafts go
-    live with it, and contacts inside keep their place by step id (S7, T9)."""
+    live with it, contacts inside keep their place by step id (S7, T9), and a change of status to
+    or from `paused` pauses or resumes them as the operator commands do (S5)."""
+    _follow_steps(ctx, old, parsed)
+    was = old.status if old is not None else None
+    if parsed.status == "paused" and was != "paused":
+        _pause_enrollments(ctx, parsed.id)
+    elif parsed.status == "active" and was == "paused":
+        _resume_enrollments(ctx, parsed)
+
+
+def _follow_steps(ctx: Ctx, old: SequenceDef | None, parsed: SequenceDef) -> None:
     sequence_id = parsed.id
     if parsed.status == "active":
         _start_drafts(ctx, sequence_id)

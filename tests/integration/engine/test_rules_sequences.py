@@ -385,6 +385,34 @@ def test_S5_paused_sequence_executes_nothing_and_continue_fires_overdue_steps_at
     assert log.statuses("n@x.test", "keep") == [("paused", None), ("active", None), ("finished", None)]
 
 
+def test_S5_a_live_edit_to_status_paused_pauses_its_enrollments_and_back_to_active_resumes_them(
+    run_sim: RunSim,
+) -> None:
+    """S5 through a live edit (`admin.sequence.update`, as `dripflow apply` and `PUT /v1/sequences`
+    do): setting `status: paused` pauses the running enrollments where they stand, exactly as
+    `admin.sequence.pause` does, and `status: active` resumes them with the `continue` rule."""
+    log = run_sim(
+        _ws(_three_steps("keep", "continue")),
+        [
+            _enroll("2026-01-05T14:00:00Z", "k@x.test", "keep"),  # `two` due 18:00Z
+            _update("2026-01-05T15:00:00Z", _three_steps("keep", "continue", status="paused")),
+            _update("2026-01-07T20:00:00Z", _three_steps("keep", "continue", status="active")),
+        ],
+        "2026-01-10T00:00:00Z",
+    )
+    assert _sent(log, "k@x.test") == [
+        ("2026-01-05T14:00:00Z", "one"),
+        ("2026-01-07T20:00:00Z", "two"),  # overdue at resume → at once
+        ("2026-01-08T00:00:00Z", "three"),
+    ]
+    assert log.statuses("k@x.test", "keep") == [
+        ("active", None),
+        ("paused", None),
+        ("active", None),
+        ("finished", None),
+    ]
+
+
 def test_S5_continue_keeps_a_due_time_and_restart_restarts_the_delay_from_the_resume(
     run_sim: RunSim,
 ) -> None:
