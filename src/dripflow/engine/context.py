@@ -27,7 +27,7 @@ from dripflow.core.triggers_model import TriggerNode
 from dripflow.store.tables import JournalEntry, Sequence, SequenceVersion, Workspace
 from dripflow.store.workspaces import current_versions, rules_key, start_rules_since
 
-__all__ = ["Ctx", "Emitted", "Rules", "load_rules"]
+__all__ = ["KEY_FIELDS", "Ctx", "Emitted", "Rules", "load_rules"]
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,11 @@ class Rules:
 
 Filters = dict[str, object]
 _Entry = tuple[int, Automation, Filters]
-# The event field a trigger is keyed by, in this order (an event's main field, as its fact's key).
-_KEY_FIELDS = ("list", "tag", "form", "page", "link", "sequence", "product", "video", "membership",
-               "webinar", "calendar", "survey", "task")  # fmt: skip
+# An event's main field, in this order: what its fact is filed under (§3 conditions read it) and
+# what an automation's trigger is indexed by. `link` comes before `sequence`: a click carries its
+# email's sequence too, and `clicked_link` must find it under the link.
+KEY_FIELDS = ("list", "tag", "form", "page", "link", "sequence", "product", "video", "membership",
+              "webinar", "calendar", "survey", "task")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -128,12 +130,12 @@ class _TypeIndex:
         keyed: dict[tuple[str, str], list[_Entry]] = {}
         for entry in entries:
             filters = entry[2]
-            name = next((key for key in _KEY_FIELDS if isinstance(filters.get(key), str)), None)
+            name = next((key for key in KEY_FIELDS if isinstance(filters.get(key), str)), None)
             if name is None:
                 unkeyed.append(entry)
             else:
                 keyed.setdefault((name, str(filters[name])), []).append(entry)
-        fields = tuple(key for key in _KEY_FIELDS if any(name == key for name, _ in keyed))
+        fields = tuple(key for key in KEY_FIELDS if any(name == key for name, _ in keyed))
         return cls(tuple(unkeyed), {key: tuple(items) for key, items in keyed.items()}, fields)
 
     def candidates(self, fields: dict[str, Any]) -> list[tuple[Automation, Filters]]:

@@ -21,7 +21,7 @@ from dripflow.core.states import repoint_last_step
 from dripflow.core.timing import appended_step_due, resume_due
 from dripflow.core.triggers_model import EVENT_TYPES
 from dripflow.core.validate import WorkspaceInvalid
-from dripflow.engine.context import Ctx
+from dripflow.engine.context import KEY_FIELDS, Ctx
 from dripflow.engine.enrollments import (
     close,
     enroll,
@@ -63,12 +63,6 @@ ADMIN_TYPES = (
     "admin.contact.whitelist",
     "admin.task.complete",
 )
-# The field an event's fact is filed under (§3 conditions read it). `link` comes before `sequence`:
-# a click carries its email's sequence too, and `clicked_link` must find it under the link.
-_MAIN_FIELDS = (
-    "list", "tag", "form", "page", "link", "sequence", "product", "video", "membership",
-    "webinar", "calendar", "survey", "task",
-)  # fmt: skip
 _STATE_EVENTS = {"list.subscribed", "list.unsubscribed", "tag.assigned", "tag.removed", "unsubscribed"}
 
 
@@ -204,7 +198,7 @@ def _event(ctx: Ctx, kind: str, fields: dict[str, Any], contact: ContactView, ro
     if kind.startswith("email.") or kind == "link.clicked":
         # S12 `clicked` needs the click's sequence: taken from its message, as for email events
         fields = _email_fields(ctx, contact, fields)
-    main = next((name for name in _MAIN_FIELDS if name in fields), None)
+    main = next((name for name in KEY_FIELDS if name in fields), None)
     key = None if kind.startswith("email.") or main is None else str(fields[main])
     detail = {k: v for k, v in fields.items() if k != main or kind.startswith("email.")}
     ctx.session.add(
