@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Executable, Table, select
+from sqlalchemy.orm import Session
 
 from dripflow.core.contact_view import ContactView
 from dripflow.delivery.transport import ENV_SMTP_URL
 from dripflow.engine.context import Ctx
-from dripflow.store.database import dialect_insert
+from dripflow.store.database import built_once, dialect_insert
 from dripflow.store.tables import Enrollment, Message
 from dripflow.tracking.tokens import tracking_path
 
@@ -115,24 +116,16 @@ def insert_messages(ctx: Ctx, rows: list[dict[str, Any]]) -> set[str]:
     connection = ctx.session.connection()
     # One row is a plain execute: an executemany of one goes through the batching machinery.
     parameters: dict[str, Any] | list[dict[str, Any]] = rows[0] if len(rows) == 1 else rows
-    return set(connection.execute(_insert_statement(ctx), parameters).scalars())
+    return set(connection.execute(built_once(ctx.session, _insert_statement), parameters).scalars())
 
 
-_STATEMENTS: dict[str, Executable] = {}
-
-
-def _insert_statement(ctx: Ctx) -> Executable:
-    dialect = ctx.session.get_bind().dialect.name
-    stmt = _STATEMENTS.get(dialect)
-    if stmt is None:
-        table = cast(Table, Message.__table__)
-        stmt = (
-            dialect_insert(ctx.session, table)
-            .on_conflict_do_nothing(index_elements=[table.c.workspace_id, table.c.key])
-            .returning(table.c.key)
-        )
-        _STATEMENTS[dialect] = stmt
-    return stmt
+def _insert_statement(session: Session) -> Executable:
+    table = cast(Table, Message.__table__)
+    return (
+        dialect_insert(session, table)
+        .on_conflict_do_nothing(index_elements=[table.c.workspace_id, table.c.key])
+        .returning(table.c.key)
+    )
 
 
 def _initial_status(ctx: Ctx, channel: str) -> str:

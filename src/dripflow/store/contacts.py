@@ -23,7 +23,7 @@ from sqlalchemy import Executable, Row, Table, bindparam, delete, exists, func, 
 from sqlalchemy.orm import Session
 
 from dripflow.core.clock import Clock, SystemClock
-from dripflow.store.database import dialect_insert, is_postgresql
+from dripflow.store.database import built_once, dialect_insert, is_postgresql
 from dripflow.store.events import AuditLog
 from dripflow.store.tables import (
     ADDRESS_KEYS,
@@ -307,15 +307,7 @@ class ContactRepo:
         now = self._now(at)
         # Re-subscribing revives the row; an active subscription is left exactly as it was. Plain
         # Core on the session's connection, built once per database (hot path: every sign-up).
-        dialect = self._session.get_bind().dialect.name
-        stmt = _SUBSCRIBE.get(dialect)
-        if stmt is None:
-            revive = dialect_insert(self._session, _LIST_ROWS)
-            stmt = _SUBSCRIBE[dialect] = revive.on_conflict_do_update(
-                index_elements=[_LIST_ROWS.c.contact_id, _LIST_ROWS.c.list],
-                set_={"subscribed_at": revive.excluded.subscribed_at, "unsubscribed_at": None},
-                where=_LIST_ROWS.c.unsubscribed_at.is_not(None),
-            ).returning(_LIST_ROWS.c.contact_id)
+        stmt = built_once(self._session, _subscribe_statement)
         params = {"workspace_id": self.workspace_id, "contact_id": contact.id, "list": list_key}
         found = self._session.connection().execute(stmt, {**params, "subscribed_at": now}).first()
         return found is not None
@@ -562,7 +554,13 @@ class ContactRepo:
         return at if at is not None else self._clock.now()
 
 
-_SUBSCRIBE: dict[str, Executable] = {}
+def _subscribe_statement(session: Session) -> Executable:
+    revive = dialect_insert(session, _LIST_ROWS)
+    return revive.on_conflict_do_update(
+        index_elements=[_LIST_ROWS.c.contact_id, _LIST_ROWS.c.list],
+        set_={"subscribed_at": revive.excluded.subscribed_at, "unsubscribed_at": None},
+        where=_LIST_ROWS.c.unsubscribed_at.is_not(None),
+    ).returning(_LIST_ROWS.c.contact_id)
 
 
 def _new_contact_values(workspace_id: str, now: datetime) -> dict[str, Any]:

@@ -20,11 +20,11 @@ SQLite notes (why the connect/begin hooks below exist):
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Executable, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -131,6 +131,19 @@ def transaction(engine: Engine) -> Iterator[Session]:
     """A Session in one transaction: committed when the block ends, rolled back if it raises."""
     with session_factory(engine)() as session, session.begin():
         yield session
+
+
+_BUILT: dict[tuple[Callable[[Session], Executable], str], Executable] = {}
+
+
+def built_once(session: Session, build: Callable[[Session], Executable]) -> Executable:
+    """``build(session)``, made once per database dialect and reused: for hot statements that differ
+    by dialect (``ON CONFLICT``), since composing one costs more than running it on SQLite."""
+    key = (build, session.get_bind().dialect.name)
+    statement = _BUILT.get(key)
+    if statement is None:
+        statement = _BUILT[key] = build(session)
+    return statement
 
 
 def dialect_insert(session: Session, entity: Any) -> postgresql.Insert | sqlite.Insert:
