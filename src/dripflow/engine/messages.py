@@ -20,7 +20,7 @@ from dripflow.store.database import built_once, dialect_insert
 from dripflow.store.tables import Enrollment, Message
 from dripflow.tracking.tokens import tracking_path
 
-__all__ = ["insert_message", "insert_messages", "link_url", "message_row", "open_url", "unsubscribe_url"]
+__all__ = ["insert_messages", "link_url", "message_row", "open_url", "unsubscribe_url"]
 
 
 def _base_url(ctx: Ctx) -> str:
@@ -94,12 +94,6 @@ def message_row(
         "not_before": not_before,
     }
     return params
-
-
-def insert_message(ctx: Ctx, **message: Any) -> bool:
-    """Queue one message (the arguments of :func:`message_row`); False when a message with that key
-    already exists (D3)."""
-    return bool(insert_messages(ctx, [message_row(ctx, **message)]))
 
 
 def insert_messages(ctx: Ctx, rows: list[dict[str, Any]]) -> set[str]:

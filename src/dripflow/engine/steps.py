@@ -55,7 +55,7 @@ from dripflow.engine.enrollments import (
     timing_context,
     timing_of,
 )
-from dripflow.engine.messages import insert_message, link_url, open_url, unsubscribe_url
+from dripflow.engine.messages import insert_messages, link_url, message_row, open_url, unsubscribe_url
 from dripflow.engine.triggers import emit
 from dripflow.store.tables import Enrollment, Fulfillment, Message, StepRun, Task
 
@@ -409,23 +409,28 @@ def _send_email(
             base_subject = previous[0] or ""
             subject = base_subject if base_subject.lower().startswith("re:") else f"Re: {base_subject}"
             in_reply_to = previous[1]
-    insert_message(
+    insert_messages(
         ctx,
-        key=key,
-        contact=contact,
-        enrollment=row,
-        step_id=step.id,
-        channel="email",
-        recipient=contact.email,
-        sender=mailbox.from_,
-        mailbox=mailbox_id,
-        template=template_id,
-        variant=template_id if variant is not None else None,
-        subject=subject,
-        text=rendered.text,
-        html=rendered.html,
-        in_reply_to=in_reply_to,
-        domain=_domain(mailbox.from_),
+        [
+            message_row(
+                ctx,
+                key=key,
+                contact=contact,
+                enrollment=row,
+                step_id=step.id,
+                channel="email",
+                recipient=contact.email,
+                sender=mailbox.from_,
+                mailbox=mailbox_id,
+                template=template_id,
+                variant=template_id if variant is not None else None,
+                subject=subject,
+                text=rendered.text,
+                html=rendered.html,
+                in_reply_to=in_reply_to,
+                domain=_domain(mailbox.from_),
+            )
+        ],
     )
     caps.count(mailbox_id) if mailbox_id in caps.days else None
     ctx.log(
@@ -456,23 +461,28 @@ def _send_sms(ctx: Ctx, row: Enrollment, step: SmsStep, contact: ContactView, oc
         return _block(ctx, row, contact, f"template_variable:{exc.path}")
     except RenderFailure:
         return _block(ctx, row, contact, "render_error")
-    insert_message(
+    insert_messages(
         ctx,
-        key=key,
-        contact=contact,
-        enrollment=row,
-        step_id=step.id,
-        channel="sms",
-        recipient=contact.phone,
-        sender=step.from_,
-        mailbox=None,
-        template=step.template,
-        variant=None,
-        subject=None,
-        text=rendered.text,
-        html=None,
-        in_reply_to=None,
-        domain="sms.invalid",
+        [
+            message_row(
+                ctx,
+                key=key,
+                contact=contact,
+                enrollment=row,
+                step_id=step.id,
+                channel="sms",
+                recipient=contact.phone,
+                sender=step.from_,
+                mailbox=None,
+                template=step.template,
+                variant=None,
+                subject=None,
+                text=rendered.text,
+                html=None,
+                in_reply_to=None,
+                domain="sms.invalid",
+            )
+        ],
     )
     ctx.log(
         "message.sent",
