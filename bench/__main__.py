@@ -16,6 +16,7 @@ BENCHMARKS = {
     "sequence": "bench.sequence",
     "smtp": "bench.smtp",
     "api": "bench.api",
+    "cleanup": "bench.cleanup",
 }
 
 

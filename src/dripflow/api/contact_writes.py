@@ -6,8 +6,7 @@ declared, typed custom fields), because a contact typed into a form is entered d
 imported row. They are then written in an engine context, so that ``contact.created`` and
 ``contact.updated`` fire automations, exclusions (S4) and blocked enrollments (S11) exactly as an
 event's contact does. List and tag changes are the matching engine events (SPEC A1: a change that
-changes nothing emits nothing). Deleting a contact closes its open enrollments first, as
-``canceled``, ``contact_deleted`` (SPEC §6), and cancels its queued messages.
+changes nothing emits nothing). Deleting a contact is :func:`dripflow.engine.removal.delete_contact`.
 
 Everything a request does happens in the caller's one transaction: nothing is half-applied.
 """
@@ -21,20 +20,18 @@ from functools import cache
 from typing import Any, Literal
 from zoneinfo import available_timezones
 
-from sqlalchemy import update
-
 from dripflow.api.schemas import AddressIn, ContactIn, ContactPatch, FieldInput
 from dripflow.core.addresses import InvalidAddress, check_email, normalize_phone
 from dripflow.core.fieldvalues import FieldType, coerce_field
 from dripflow.core.model import Workspace as WorkspaceDef
 from dripflow.core.modeltypes import unknown_name
 from dripflow.engine.context import Ctx
-from dripflow.engine.enrollments import open_enrollments, refresh_view, set_status
+from dripflow.engine.enrollments import refresh_view
 from dripflow.engine.ingest import ingest
 from dripflow.engine.triggers import drain, emit
 from dripflow.store.contacts import ContactData, ContactRepo
-from dripflow.store.events import AuditLog, EventLog
-from dripflow.store.tables import Contact, Message
+from dripflow.store.events import EventLog
+from dripflow.store.tables import Contact
 from dripflow.store.views import new_contact_view
 
 __all__ = [
@@ -45,7 +42,6 @@ __all__ = [
     "change_membership",
     "checked_create",
     "checked_patch",
-    "delete_contact",
     "save_contact",
 ]
 
@@ -248,40 +244,3 @@ def change_membership(ctx: Ctx, row: Contact, kind: MembershipEvent, name: str) 
     EventLog(ctx.session, ctx.workspace_id).append(kind, {what: name, "by": "api"}, row.id, ctx.now, ctx.now)
     ingest(ctx, {"type": kind, "contact": str(row.id), what: name})
     return True
-
-
-def delete_contact(ctx: Ctx, row: Contact, actor: str) -> tuple[list[str], int]:
-    """Delete a contact: its open enrollments are canceled (``contact_deleted``, journaled, SPEC §6),
-    its queued messages canceled, the deletion audited; then the row goes with its lists, tags,
-    facts and enrollments (database cascade). Returns the sequences left and the messages stopped."""
-    view = refresh_view(ctx, row.id)
-    left: list[str] = []
-    if view is not None:
-        for enrollment in open_enrollments(ctx, row.id):
-            enrollment.open_key = None
-            enrollment.closed_at = ctx.now
-            enrollment.due_at = None
-            set_status(ctx, enrollment, view, "canceled", "contact_deleted")
-            left.append(enrollment.sequence_id)
-    stopped = ctx.session.execute(
-        update(Message)
-        .where(
-            Message.workspace_id == ctx.workspace_id,
-            Message.contact_id == row.id,
-            Message.status == "queued",
-        )
-        .values(status="canceled", last_error="the contact was deleted")
-        .execution_options(synchronize_session=False)
-    )
-    canceled = int(getattr(stopped, "rowcount", 0) or 0)
-    AuditLog(ctx.session, ctx.workspace_id).record(
-        actor,
-        "contact.deleted",
-        f"contact:{row.id}",
-        {"email": row.email, "canceled_enrollments": left, "canceled_messages": canceled},
-        ctx.now,
-    )
-    ctx.flush_journal()
-    ctx.session.flush()  # the enrollments' closing is written before the cascade removes them
-    ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock).delete(row)
-    return left, canceled

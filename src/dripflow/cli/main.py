@@ -8,7 +8,19 @@ import sys
 import typer
 from rich.console import Console
 
-from dripflow.cli import contacts, db, events, inbound, keys, outbox, serve, simulation, worker, workspace
+from dripflow.cli import (
+    cleanup,
+    contacts,
+    db,
+    events,
+    inbound,
+    keys,
+    outbox,
+    serve,
+    simulation,
+    worker,
+    workspace,
+)
 from dripflow.core.errors import UserError
 
 app = typer.Typer(
@@ -20,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(contacts.app, name="contacts")
+cleanup.register(contacts.app)
 app.add_typer(events.app, name="events")
 app.add_typer(keys.app, name="keys")
 app.add_typer(outbox.app, name="outbox")

@@ -28,7 +28,6 @@ from dripflow.api.contact_writes import (
     InvalidContact,
     checked_create,
     checked_patch,
-    delete_contact,
     save_contact,
 )
 from dripflow.api.deps import ClockDep, EngineDep, reader, refuse_nul, writer
@@ -46,6 +45,7 @@ from dripflow.api.schemas import (
 )
 from dripflow.core.clock import Clock
 from dripflow.engine.context import Ctx, load_rules
+from dripflow.engine.removal import delete_contact
 from dripflow.explain import explain_contact
 from dripflow.store.contacts import ContactConflict, ContactRepo
 from dripflow.store.database import transaction
