@@ -60,6 +60,33 @@ def test_a_signed_message_verifies_against_the_dns_record() -> None:
     assert not dkim.verify(signed, dnsfunc=make_key(label="other").dns("s2026", "acme.test"))
 
 
+def test_the_header_is_byte_for_byte_what_dkimpy_itself_signs() -> None:
+    # The RSA step is OpenSSL's (docs/performance.md); everything else is dkimpy's sign(), and the
+    # result must not differ from dkim.sign for the same message, key, header list and moment
+    data = _message(in_reply_to="<enrollment.1.0.acme@acme.test>")
+    ours = _signer().signature(data, timestamp=1_790_000_000)
+    theirs = _dkimpy_sign(data, 1_790_000_000)
+    assert ours == theirs
+    assert ours.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=acme.test;")
+
+
+def _dkimpy_sign(data: bytes, at: int) -> bytes:
+    original = dkim.time.time
+    dkim.time.time = lambda: at  # dkimpy reads the wall clock for t=
+    try:
+        signature: bytes = dkim.sign(
+            data,
+            b"s2026",
+            b"acme.test",
+            KEY.pem.encode("ascii"),
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=[name for name in SIGNED_HEADERS for _ in range(2)],
+        )
+    finally:
+        dkim.time.time = original
+    return signature
+
+
 def test_the_signature_covers_the_one_click_unsubscribe_headers() -> None:
     # RFC 8058 §4: List-Unsubscribe and List-Unsubscribe-Post MUST be covered by the DKIM signature (D1)
     tags = _tags(_signer().sign(_message()))
@@ -213,6 +240,25 @@ def test_a_malformed_key_is_an_error_naming_the_domain(text: str) -> None:
     message = str(caught.value)
     assert "acme.test" in message and "not a PEM RSA private key" in message
     assert text not in message  # never echo what might be key material
+
+
+def test_an_encrypted_or_non_rsa_key_is_refused_naming_the_domain() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    other = ec.generate_private_key(ec.SECP256R1())
+    for key in (
+        other.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        other.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        ),
+    ):
+        with pytest.raises(DkimConfigError, match=r"delivery\.dkim for acme\.test: the private key is not"):
+            _signer({"DKIM_ACME_KEY": key.decode("ascii")})
 
 
 def test_a_key_under_1024_bits_is_refused() -> None:
