@@ -55,7 +55,7 @@ from bench.report import finish, say
 from dripflow.core.clock import SystemClock, VirtualClock
 from dripflow.core.validate import load_workspace_text
 from dripflow.delivery import outbox
-from dripflow.delivery.dkim import signers_for
+from dripflow.delivery.dkim import sign_from, signers_for
 from dripflow.delivery.mime import build_message, envelope_recipient, envelope_sender
 from dripflow.delivery.outbox import deliver_due, deliver_pending
 from dripflow.delivery.transport import SmtpTransport, transport_for
@@ -373,10 +373,7 @@ def _prebuild(engine: Engine) -> list[Prebuilt]:
             url = unsubscribe_url(ctx, row.key, row.contact_id, row.sequence_id)
             data = build_message(row, ctx.workspace, date=now, unsubscribe_url=url).as_bytes()
             sender = envelope_sender(row, ctx.workspace)
-            signer = signers.get(sender.rpartition("@")[2].lower())
-            if signer is not None:
-                data = signer.sign(data)
-            prebuilt.append(Prebuilt(sender, envelope_recipient(row), data))
+            prebuilt.append(Prebuilt(sender, envelope_recipient(row), sign_from(signers, sender, data)))
     return prebuilt
 
 

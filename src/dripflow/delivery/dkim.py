@@ -47,7 +47,7 @@ from dkim.canonicalization import CanonicalizationPolicy
 from dripflow.core.errors import UserError
 from dripflow.core.model import Delivery, Dkim
 
-__all__ = ["SIGNED_HEADERS", "DkimConfigError", "Signer", "SigningFailed", "signers_for"]
+__all__ = ["SIGNED_HEADERS", "DkimConfigError", "Signer", "SigningFailed", "sign_from", "signers_for"]
 
 SIGNED_HEADERS: tuple[bytes, ...] = (
     b"from",
@@ -148,6 +148,13 @@ def signers_for(delivery: Delivery, environ: Mapping[str, str] | None = None) ->
         return {}
     env = os.environ if environ is None else environ
     return {item.domain: _signer(item.domain, item.selector, _key_text(item, env)) for item in delivery.dkim}
+
+
+def sign_from(signers: Mapping[str, Signer], sender: str, data: bytes) -> bytes:
+    """``data`` signed by the signer of the domain of ``sender`` (the bare From address, domain in
+    its IDNA form, as ``mime.envelope_sender`` gives it), or as it is when that domain has none."""
+    signer = signers.get(sender.rpartition("@")[2].lower()) if signers else None
+    return signer.sign(data) if signer is not None else data
 
 
 def _key_text(entry: Dkim, env: Mapping[str, str]) -> bytes:

@@ -63,7 +63,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from dripflow.core.clock import Clock
-from dripflow.delivery.dkim import SigningFailed, signers_for
+from dripflow.delivery.dkim import SigningFailed, sign_from, signers_for
 from dripflow.delivery.mime import UnsafeHeader, build_message, envelope_recipient, envelope_sender
 from dripflow.delivery.transport import PermanentFailure, SendFailure, TemporaryFailure, Transport
 from dripflow.engine.context import Ctx, load_rules
@@ -354,11 +354,11 @@ def claim_due(engine: Engine, workspace_id: str, clock: Clock, batch_size: int) 
     for row in rows:
         try:
             url = unsubscribe_url(ctx, row.key, row.contact_id, row.sequence_id)
-            data = build_message(row, ctx.workspace, date=date, unsubscribe_url=url).as_bytes()
             sender = envelope_sender(row, ctx.workspace)
-            signer = signers.get(sender.rpartition("@")[2].lower()) if signers else None
-            if signer is not None:  # the exact bytes that go on the wire, signature prepended
-                data = signer.sign(data)
+            # The exact bytes that go on the wire, DKIM-signed when the From domain has a key.
+            data = sign_from(
+                signers, sender, build_message(row, ctx.workspace, date=date, unsubscribe_url=url).as_bytes()
+            )
             claim = Claimed(
                 row.id, row.attempts, row.contact_id, row.message_id, envelope_recipient(row), sender, data
             )

@@ -15,6 +15,9 @@ from sqlalchemy import Engine, select
 from dripflow.core.clock import VirtualClock
 from dripflow.core.validate import load_workspace_text
 from dripflow.delivery.dkim import DkimConfigError
+from dripflow.delivery.transport import SmtpSettings, SmtpTransport
+from dripflow.engine.broadcast_admin import deliver_test, prepare_test
+from dripflow.engine.context import Ctx, load_rules
 from dripflow.engine.eventfile import InputEvent
 from dripflow.engine.ingest_file import ingest_events
 from dripflow.engine.worker import run_worker
@@ -42,6 +45,7 @@ lists: [news, promo]
 templates:
   hello: {{subject: "Hello {{{{ contact.first_name }}}}", text: "Hi {{{{ contact.first_name }}}}",
            html: "<html><body><p>Hi</p></body></html>"}}
+  news: {{subject: "News", text: "What is new."}}
 sequences:
   - id: drip
     mailbox: ann
@@ -169,3 +173,27 @@ def test_a_malformed_key_stops_delivery_naming_the_domain(
         run_worker(engine, VirtualClock(NOW), until_idle=True)
     assert smtp_server.received == []
     assert [status for _, status, _ in _messages(engine)] == ["queued", "queued"]
+
+
+def test_a_broadcast_test_send_through_smtp_is_signed_like_the_real_thing(
+    engine: Engine, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A test sent to a DKIM checker must show what the real broadcast will carry (docs/delivery.md)
+    monkeypatch.setenv("DKIM_SHOP_KEY", KEY.pem)
+    _setup(engine, smtp_server, monkeypatch)
+    transport = SmtpTransport(SmtpSettings(smtp_server.host, smtp_server.port, "none"))
+    for mailbox in ("ann", "bo"):
+        with transaction(engine) as session:
+            ctx = Ctx(session, "shop", load_rules(session, "shop"), VirtualClock(NOW))
+            definition = {"template": "news", "mailbox": mailbox}
+            prepared = prepare_test(ctx, "spring", definition, "qa@x.test", None, smtp=True)
+        deliver_test(prepared, transport, NOW)
+        assert prepared.message.status == "sent", prepared.message.last_error
+    signed, unsigned = smtp_server.received
+    assert signed.mail_from == "ann@shop.test" and dkim.verify(signed.data, dnsfunc=DNS)
+    assert unsigned.mail_from == "bo@other.test" and b"DKIM-Signature" not in unsigned.data
+
+    monkeypatch.delenv("DKIM_SHOP_KEY")
+    with transaction(engine) as session, pytest.raises(DkimConfigError, match="DKIM_SHOP_KEY"):
+        ctx = Ctx(session, "shop", load_rules(session, "shop"), VirtualClock(NOW))
+        prepare_test(ctx, "spring", {"template": "news"}, "qa@x.test", None, smtp=True)
