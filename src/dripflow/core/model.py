@@ -231,13 +231,6 @@ class Dkim(FileModel):
             )
         return self
 
-    @property
-    def key_source(self) -> str:
-        """Where the key comes from, for messages: ``private_key_env DKIM_ACME_KEY``."""
-        if self.private_key_env is not None:
-            return f"private_key_env {self.private_key_env}"
-        return f"private_key_file_env {self.private_key_file_env}"
-
 
 class Delivery(FileModel):
     """``delivery:`` — where messages go; nothing here means the local capture outbox (SPEC §10).
@@ -247,10 +240,6 @@ class Delivery(FileModel):
     sms: Gateway | None = None
     integrations: Gateway | None = None
     dkim: tuple[Dkim, ...] = ()
-
-    def dkim_for(self, domain: str) -> Dkim | None:
-        """The entry that signs mail from ``domain`` (wire form, as :func:`ascii_domain` gives)."""
-        return next((item for item in self.dkim if item.domain == domain), None)
 
 
 class Schedule(FileModel):
