@@ -19,6 +19,11 @@ threads) for each side, the sink's, and the load average, since the machine may 
 
 The sink is an aiosmtpd server in a child process (``python -c``), which accepts and counts; it
 prints its port on start and its counts when told to stop.
+
+``--dkim``: the workspace gets a ``delivery.dkim`` entry for its mailbox's domain, with a 2048-bit
+RSA key made in this process and handed over in an environment variable, as in production; every
+message is then DKIM-signed as the outbox builds it (docs/delivery.md). The floor's prebuilt
+messages are signed too (untimed), so both sides send the same bytes.
 """
 
 from __future__ import annotations
@@ -42,12 +47,15 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiosmtplib
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import Engine, func, select
 
 from bench.report import finish, say
 from dripflow.core.clock import SystemClock, VirtualClock
 from dripflow.core.validate import load_workspace_text
 from dripflow.delivery import outbox
+from dripflow.delivery.dkim import sign_from, signers_for
 from dripflow.delivery.mime import build_message, envelope_recipient, envelope_sender
 from dripflow.delivery.outbox import deliver_due, deliver_pending
 from dripflow.delivery.transport import SmtpTransport, transport_for
@@ -64,6 +72,7 @@ WS_ID = "bench"
 APPLIED = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 SEND = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TARGET_RATIO = 0.8
+DKIM_ENV = "DRIPFLOW_BENCH_DKIM_KEY"
 SETUP_CHUNK = 10_000
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,7 +82,7 @@ workspace: {{id: bench, name: Bench, timezone: UTC, physical_address: "1 Main St
 mailboxes:
   - {{id: news, from: "Bench News <news@bench.test>", reply_to: "help@bench.test", default: true}}
 delivery:
-  smtp: {{host: "127.0.0.1", port: {port}, security: none}}
+  smtp: {{host: "127.0.0.1", port: {port}, security: none}}{dkim}
 lists: [newsletter]
 templates:
   spring:
@@ -109,11 +118,13 @@ class Sink:
     def __init__(self):
         self.messages = 0
         self.bytes = 0
+        self.signed = 0
         self.recipients = {}
 
     async def handle_DATA(self, server, session, envelope):
         self.messages += 1
         self.bytes += len(envelope.content)
+        self.signed += envelope.content.startswith(b"DKIM-Signature: ")
         for rcpt in envelope.rcpt_tos:
             self.recipients[rcpt] = self.recipients.get(rcpt, 0) + 1
         return "250 Message accepted for delivery"
@@ -131,6 +142,7 @@ async def main():
     print(json.dumps({
         "messages": sink.messages,
         "bytes": sink.bytes,
+        "signed": sink.signed,
         "recipients": len(counts),
         "repeated": sum(1 for n in counts if n > 1),
         "cpu_s": round(cpu, 2),
@@ -192,12 +204,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=20_000, help="messages sent (default 20,000)")
     parser.add_argument("--no-floor", action="store_true", help="run our delivery only")
     parser.add_argument(
+        "--dkim",
+        action="store_true",
+        help="DKIM-sign every message (rsa-sha256, a 2048-bit key made in-process)",
+    )
+    parser.add_argument(
         "--profile", default=None, help="write a cProfile (pstats) of the delivery run, all threads, here"
     )
 
 
 def run(args: argparse.Namespace) -> None:
     messages = 300 if args.quick else args.messages
+    if args.dkim:
+        os.environ[DKIM_ENV] = _dkim_key()
     sinks: list[Sink] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -207,7 +226,7 @@ def run(args: argparse.Namespace) -> None:
             engine = make_engine(url)
             try:
                 started = time.perf_counter()
-                _setup(url, engine, messages, sink.port)
+                _setup(url, engine, messages, sink.port, args.dkim)
                 transport = _transport(engine)
                 prebuilt = _prebuild(engine)
                 say(
@@ -218,6 +237,7 @@ def run(args: argparse.Namespace) -> None:
                 say(
                     f"delivery: deliver_pending through SmtpTransport ({transport.max_connections} "
                     f"connections, {inflight} sends in flight) to the sink on port {sink.port}"
+                    + (", DKIM-signed (rsa-sha256, 2048 bits)" if args.dkim else "")
                 )
                 cpu = time.process_time()
                 seconds = _deliver(engine, transport, args.profile)
@@ -226,7 +246,7 @@ def run(args: argparse.Namespace) -> None:
                 statuses = _statuses(engine)
             finally:
                 engine.dispose()
-        _check("delivery", received, messages)
+        _check("delivery", received, messages, args.dkim)
         if statuses != {"sent": messages}:
             raise SystemExit(f"delivery: wrong outcome, message statuses {statuses}")
         rate = messages / seconds
@@ -236,6 +256,7 @@ def run(args: argparse.Namespace) -> None:
         )
         figures: dict[str, Any] = {
             "messages": messages,
+            "dkim": bool(args.dkim),
             "connections": transport.max_connections,
             "in_flight": inflight,
             "seconds": round(seconds, 3),
@@ -254,7 +275,7 @@ def run(args: argparse.Namespace) -> None:
             floor_seconds = asyncio.run(_floor(prebuilt, sink.port, inflight))
             floor_cpu = time.process_time() - floor_cpu
             floor_received = sink.stop()
-            _check("floor", floor_received, messages)
+            _check("floor", floor_received, messages, args.dkim)
             floor_rate = messages / floor_seconds
             say(
                 f"  {messages} messages in {floor_seconds:.2f}s: {floor_rate:.0f} messages/s, "
@@ -276,19 +297,32 @@ def run(args: argparse.Namespace) -> None:
     finish("smtp", figures)
 
 
-def _check(name: str, received: dict[str, Any], messages: int) -> None:
+def _check(name: str, received: dict[str, Any], messages: int, dkim: bool) -> None:
     if received["messages"] != messages or received["recipients"] != messages or received["repeated"]:
         raise SystemExit(f"{name}: the sink received {received}, expected {messages} messages, one each")
+    if received["signed"] != (messages if dkim else 0):
+        raise SystemExit(f"{name}: {received['signed']} of {messages} messages arrived DKIM-signed")
 
 
 # -- setup ----------------------------------------------------------------------------------------
 
 
-def _setup(url: str, engine: Engine, messages: int, port: int) -> None:
+def _dkim_key() -> str:
+    """A 2048-bit RSA private key (PKCS#8 PEM), made now: the bench signs with it."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
+
+
+def _setup(url: str, engine: Engine, messages: int, port: int, dkim: bool = False) -> None:
     """The workspace, N contacts on the list and the broadcast queued: N ``queued`` messages."""
     upgrade(url)
+    signing = (
+        f"\n  dkim: [{{domain: bench.test, selector: bench, private_key_env: {DKIM_ENV}}}]" if dkim else ""
+    )
     with transaction(engine) as session:
-        model = load_workspace_text(WORKSPACE.format(port=port), "bench.yaml")
+        model = load_workspace_text(WORKSPACE.format(port=port, dkim=signing), "bench.yaml")
         apply_workspace(session, model, now=APPLIED, actor="bench")
     for first in range(0, messages, SETUP_CHUNK):
         numbers = range(first, min(first + SETUP_CHUNK, messages))
@@ -333,13 +367,13 @@ def _prebuild(engine: Engine) -> list[Prebuilt]:
             .where(Message.workspace_id == WS_ID, Message.status == "queued")
             .order_by(Message.id)
         )
+        signers = signers_for(ctx.workspace.delivery)  # --dkim: sign as the outbox does
         prebuilt = []
         for row in rows:
             url = unsubscribe_url(ctx, row.key, row.contact_id, row.sequence_id)
-            mime = build_message(row, ctx.workspace, date=now, unsubscribe_url=url)
-            prebuilt.append(
-                Prebuilt(envelope_sender(row, ctx.workspace), envelope_recipient(row), mime.as_bytes())
-            )
+            data = build_message(row, ctx.workspace, date=now, unsubscribe_url=url).as_bytes()
+            sender = envelope_sender(row, ctx.workspace)
+            prebuilt.append(Prebuilt(sender, envelope_recipient(row), sign_from(signers, sender, data)))
     return prebuilt
 
 

@@ -147,6 +147,84 @@ def test_a_literal_smtp_password_is_refused_without_echoing_it() -> None:
     assert "hunter2" not in str(problem)
 
 
+DKIM_HEAD = HEAD + 'mailboxes:\n  - {id: ann, from: "Ann <ann@acme.test>"}\ndelivery:\n  dkim:\n'
+
+
+def test_a_dkim_entry_names_its_domain_selector_and_key_variable() -> None:
+    # docs/delivery.md "DKIM" (the SPEC has no DKIM key): a domain a mailbox sends from, one key source
+    workspace, problems = check_workspace_text(
+        DKIM_HEAD + "    - {domain: Acme.Test, selector: s2026, private_key_env: DKIM_ACME_KEY}\n", "w.yaml"
+    )
+    assert problems == [] and workspace is not None
+    [entry] = workspace.delivery.dkim
+    assert (entry.domain, entry.selector, entry.private_key_env) == ("acme.test", "s2026", "DKIM_ACME_KEY")
+
+
+@pytest.mark.parametrize(
+    ("entry", "path", "message"),
+    [
+        (
+            "{domain: acme.tst, selector: s1, private_key_env: K}",
+            "delivery.dkim[0].domain",
+            "no mailbox sends from 'acme.tst', and an entry signs mail from its own domain only "
+            "— did you mean 'acme.test'?",
+        ),
+        (
+            "{domain: zzz.example, selector: s1, private_key_env: K}",
+            "delivery.dkim[0].domain",
+            "no mailbox sends from 'zzz.example', and an entry signs mail from its own domain only "
+            "(mailboxes send from acme.test)",
+        ),
+        (
+            "{domain: acme.test, selector: s1}",
+            "delivery.dkim[0]",
+            "give exactly one of private_key_env (a variable holding the PEM key) and private_key_file_env "
+            "(a variable holding the path of the PEM key file)",
+        ),
+        (
+            "{domain: acme.test, selector: s1, private_key_env: A, private_key_file_env: B}",
+            "delivery.dkim[0]",
+            "give exactly one of private_key_env (a variable holding the PEM key) and private_key_file_env "
+            "(a variable holding the path of the PEM key file)",
+        ),
+        (
+            "{domain: acme test, selector: s1, private_key_env: K}",
+            "delivery.dkim[0].domain",
+            "'acme test' is not a domain name such as acme.test",
+        ),
+        (
+            "{domain: acme.test, selector: 's 1', private_key_env: K}",
+            "delivery.dkim[0].selector",
+            "'s 1' is not a DKIM selector: use letters, digits, _ and -, such as s2026",
+        ),
+    ],
+)
+def test_dkim_entries_are_checked_with_file_lines(entry: str, path: str, message: str) -> None:
+    # X4-style FILE:LINE: path: message for the DKIM block; an unused domain is an error (a typo
+    # there would send the mail it was meant for unsigned)
+    assert lines(DKIM_HEAD + f"    - {entry}\n") == [f"w.yaml:6: {path}: {message}"]
+
+
+def test_a_dkim_domain_listed_twice_is_refused() -> None:
+    found = lines(
+        DKIM_HEAD
+        + "    - {domain: acme.test, selector: s1, private_key_env: A}\n"
+        + "    - {domain: ACME.test., selector: s2, private_key_env: B}\n"
+    )
+    assert found == [
+        "w.yaml:7: delivery.dkim[1].domain: DKIM domain 'acme.test' is declared twice (first on line 6)"
+    ]
+
+
+def test_a_literal_dkim_key_is_refused_without_echoing_it() -> None:
+    # SPEC §2: "secrets only by environment variable name"; never a private key in the file
+    [problem] = problems_of(
+        DKIM_HEAD + "    - {domain: acme.test, selector: s1, private_key: '-----BEGIN PRIVATE KEY-----'}\n"
+    )
+    assert (problem.line, problem.path) == (6, "delivery.dkim[0].private_key")
+    assert "private_key_env" in problem.message and "BEGIN" not in str(problem)
+
+
 def test_time_zones_get_the_closest_iana_name() -> None:
     # SPEC T1
     [problem] = problems_of("workspace: {name: A, timezone: america/new_york}\n")

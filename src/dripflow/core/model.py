@@ -37,9 +37,11 @@ from dripflow.core.modeltypes import (
     WEEKDAYS,
     ClockTime,
     ContactOrZone,
+    DkimSelector,
     Duration,
     EnvVarName,
     FileModel,
+    HostName,
     HourRangeText,
     IsoDate,
     LocalDateTime,
@@ -202,12 +204,42 @@ class Gateway(FileModel):
     secret_env: EnvVarName | None = None
 
 
+class Dkim(FileModel):
+    """One ``delivery.dkim`` entry: email whose From is at ``domain`` is DKIM-signed (RFC 6376) with
+    ``selector`` and the RSA private key (PEM) held in the environment variable ``private_key_env``,
+    or in the file whose path the variable ``private_key_file_env`` holds: exactly one of the two.
+    The SPEC has no DKIM key; this one is ours (docs/delivery.md, "DKIM")."""
+
+    secret_keys: ClassVar[dict[str, str]] = {
+        "private_key": "private_key_env",
+        "key": "private_key_env",
+        "private_key_file": "private_key_file_env",
+        "key_file": "private_key_file_env",
+    }
+    domain: HostName
+    selector: DkimSelector
+    private_key_env: EnvVarName | None = None
+    private_key_file_env: EnvVarName | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Self:
+        if (self.private_key_env is None) == (self.private_key_file_env is None):
+            raise user_error(
+                "dkim_key",
+                "give exactly one of private_key_env (a variable holding the PEM key) and "
+                "private_key_file_env (a variable holding the path of the PEM key file)",
+            )
+        return self
+
+
 class Delivery(FileModel):
-    """``delivery:`` — where messages go; nothing here means the local capture outbox (SPEC §10)."""
+    """``delivery:`` — where messages go; nothing here means the local capture outbox (SPEC §10).
+    ``dkim`` (ours, not the SPEC's): which From domains are signed, and with which key."""
 
     smtp: Smtp | None = None
     sms: Gateway | None = None
     integrations: Gateway | None = None
+    dkim: tuple[Dkim, ...] = ()
 
 
 class Schedule(FileModel):

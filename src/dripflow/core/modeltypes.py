@@ -207,6 +207,10 @@ CompareOp = Literal["eq", "ne", "lt", "lte", "gt", "gte"]
 
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
+_SELECTOR_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_SELECTOR = re.compile(rf"{_SELECTOR_LABEL}(?:\.{_SELECTOR_LABEL})*")
 
 
 def slugify(text: str) -> str:
@@ -244,6 +248,35 @@ def _env_name(value: str) -> str:
     return value
 
 
+def ascii_domain(value: str) -> str | None:
+    """A mail domain as it is written on the wire and in DNS: lower case, IDNA (``bücher.test`` →
+    ``xn--bcher-kva.test``), no trailing dot; None when it is not a host name with a dot in it."""
+    text = value.strip().rstrip(".").lower()
+    try:
+        text = text.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    return text if len(text) <= 253 and _HOST.fullmatch(text) else None
+
+
+def _host_name(value: str) -> str:
+    domain = ascii_domain(value)
+    if domain is None:
+        raise user_error("host_name", f"'{value}' is not a domain name such as acme.test")
+    return domain
+
+
+def _dkim_selector(value: str) -> str:
+    # RFC 6376 §3.1: the selector is one or more DNS labels (``s2026``, ``mail.2026``), looked up
+    # as SELECTOR._domainkey.DOMAIN
+    if not _SELECTOR.fullmatch(value) or len(value) > 63:
+        raise user_error(
+            "dkim_selector",
+            f"'{value}' is not a DKIM selector: use letters, digits, _ and -, such as s2026",
+        )
+    return value
+
+
 def _url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -268,6 +301,9 @@ def check_zone(value: str) -> str:
 Slug = Annotated[str, _plain("slug", _slug)]
 EnvVarName = Annotated[str, _plain("env_name", _env_name)]
 Url = Annotated[str, _plain("url", _url)]
+HostName = Annotated[str, _plain("host_name", _host_name)]
+"""A domain name, kept in its wire form (:func:`ascii_domain`)."""
+DkimSelector = Annotated[str, _plain("dkim_selector", _dkim_selector)]
 TimeZoneName = Annotated[str, _plain("timezone", check_zone)]
 
 

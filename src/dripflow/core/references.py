@@ -41,7 +41,7 @@ from dripflow.core.model import (
     TemplateNode,
     Workspace,
 )
-from dripflow.core.modeltypes import unknown_name
+from dripflow.core.modeltypes import ascii_domain, did_you_mean, unknown_name
 from dripflow.core.steps_model import (
     EmailStep,
     PostcardStep,
@@ -145,6 +145,29 @@ class _Checker:
             self.add(
                 ("mailboxes", index, "default"), f"only one mailbox can be the default ('{first}' already is)"
             )
+
+        self.dkim()
+
+    def dkim(self) -> None:
+        """``delivery.dkim``: one entry per domain, and each for a domain some mailbox sends from.
+        An entry no mailbox uses is an error, not a warning: it is most likely a typo, and a typo
+        here would send the mail it was meant for unsigned (docs/delivery.md, "DKIM")."""
+        entries = self.ws.delivery.dkim
+        if not entries:
+            return
+        self.unique("DKIM domain", [e.domain for e in entries], lambda i: ("delivery", "dkim", i, "domain"))
+        senders = {domain for mailbox in self.ws.mailboxes if (domain := mailbox_domain(mailbox.address))}
+        for index, entry in enumerate(entries):
+            if entry.domain not in senders:
+                hint = did_you_mean(entry.domain, senders)
+                if not hint:
+                    shown = ", ".join(sorted(senders))
+                    hint = f" (mailboxes send from {shown})" if senders else " (no mailbox is declared)"
+                self.add(
+                    ("delivery", "dkim", index, "domain"),
+                    f"no mailbox sends from '{entry.domain}', and an entry signs mail from its own domain "
+                    f"only{hint}",
+                )
 
     # ---------------------------------------------------------------------------------- conditions
 
@@ -405,6 +428,11 @@ class _Checker:
             elif not ws.mailboxes:
                 self.add(loc, "no mailbox to send this broadcast from: declare one under mailboxes")
         return self.findings
+
+
+def mailbox_domain(address: str) -> str | None:
+    """The domain of a mailbox's bare address in wire form (what a DKIM entry is matched against)."""
+    return ascii_domain(address.rpartition("@")[2]) if "@" in address else None
 
 
 def _fits(kind: FieldType, value: Scalar) -> bool:

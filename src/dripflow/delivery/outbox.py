@@ -63,6 +63,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from dripflow.core.clock import Clock
+from dripflow.delivery.dkim import SigningFailed, sign_from, signers_for
 from dripflow.delivery.mime import UnsafeHeader, build_message, envelope_recipient, envelope_sender
 from dripflow.delivery.transport import PermanentFailure, SendFailure, TemporaryFailure, Transport
 from dripflow.engine.context import Ctx, load_rules
@@ -341,26 +342,27 @@ def claim_due(engine: Engine, workspace_id: str, clock: Clock, batch_size: int) 
         if not rows:
             return [], 0
         ctx = Ctx(session, workspace_id, load_rules(session, workspace_id), clock)
+        # DKIM keys (docs/delivery.md): a key that cannot be had raises here, inside the claim's
+        # transaction, which is rolled back: the rows stay queued, none goes out unsigned.
+        signers = signers_for(ctx.workspace.delivery)
         taken = len(rows)
         rows = _settle_stopped(session.connection(), workspace_id, rows, now)
-    # Built outside the claim's transaction: the rules and the signing key are all it needs.
+    # Built outside the claim's transaction: the rules and the signing keys are all it needs.
     batch: list[Claimed] = []
     unbuildable: list[Outcome] = []
     date = clock.now()
     for row in rows:
         try:
             url = unsubscribe_url(ctx, row.key, row.contact_id, row.sequence_id)
-            data = build_message(row, ctx.workspace, date=date, unsubscribe_url=url).as_bytes()
-            claim = Claimed(
-                row.id,
-                row.attempts,
-                row.contact_id,
-                row.message_id,
-                envelope_recipient(row),
-                envelope_sender(row, ctx.workspace),
-                data,
+            sender = envelope_sender(row, ctx.workspace)
+            # The exact bytes that go on the wire, DKIM-signed when the From domain has a key.
+            data = sign_from(
+                signers, sender, build_message(row, ctx.workspace, date=date, unsubscribe_url=url).as_bytes()
             )
-        except UnsafeHeader as exc:
+            claim = Claimed(
+                row.id, row.attempts, row.contact_id, row.message_id, envelope_recipient(row), sender, data
+            )
+        except (UnsafeHeader, SigningFailed) as exc:
             failed = Claimed(row.id, row.attempts, row.contact_id, row.message_id, row.recipient, "", b"")
             unbuildable.append(Outcome(failed, "failed", f"cannot build the message: {exc}"))
             continue

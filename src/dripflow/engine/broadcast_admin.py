@@ -30,7 +30,8 @@ from dripflow.core.model import Workspace as WorkspaceDef
 from dripflow.core.render import MissingVariable, RenderContext, RenderFailure, render_email
 from dripflow.core.timing import local_to_utc
 from dripflow.core.validate import TOP, Problem, WorkspaceInvalid, check_workspace_data
-from dripflow.delivery.mime import Mime, UnsafeHeader, build_message, envelope_sender
+from dripflow.delivery.dkim import SigningFailed, sign_from, signers_for
+from dripflow.delivery.mime import UnsafeHeader, build_message, envelope_sender
 from dripflow.delivery.transport import SendFailure, Transport, transport_for
 from dripflow.engine.context import Ctx
 from dripflow.engine.messages import link_url, unsubscribe_url
@@ -256,10 +257,11 @@ def api_broadcast_problems(session: Session, workspace: WorkspaceDef) -> list[tu
 
 @dataclass
 class PreparedTest:
-    """A test message built, not yet recorded; ``mime`` is set when it goes out through SMTP."""
+    """A test message built, not yet recorded; ``data`` (the bytes for the wire, DKIM-signed as the
+    outbox would sign them) is set when it goes out through SMTP."""
 
     message: Message
-    mime: Mime | None = None
+    data: bytes | None = None
     envelope_from: str | None = None
 
 
@@ -324,10 +326,14 @@ def prepare_test(
     )
     prepared = PreparedTest(message)
     if smtp:
+        # Signed like the real thing (docs/delivery.md, "DKIM"), so a test to a DKIM checker tells
+        # the truth; a key that cannot be had is a DkimConfigError, the request's answer.
+        signers = signers_for(workspace.delivery)
         try:
-            prepared.mime = build_message(message, workspace, date=ctx.now, unsubscribe_url=unsubscribe)
+            data = build_message(message, workspace, date=ctx.now, unsubscribe_url=unsubscribe).as_bytes()
             prepared.envelope_from = envelope_sender(message, workspace)
-        except UnsafeHeader as exc:
+            prepared.data = sign_from(signers, prepared.envelope_from, data)
+        except (UnsafeHeader, SigningFailed) as exc:
             raise _invalid("template", f"the message cannot be built: {exc}") from None
     return prepared
 
@@ -335,12 +341,12 @@ def prepare_test(
 def deliver_test(prepared: PreparedTest, transport: Transport, now: datetime) -> None:
     """Hand the test message to the SMTP server now (outside any transaction) and note the outcome
     on it: ``sent``, or ``failed`` with the server's answer. Never retried: it is a test."""
-    assert prepared.mime is not None and prepared.envelope_from is not None
-    mime, sender, recipient = prepared.mime, prepared.envelope_from, prepared.message.recipient
+    assert prepared.data is not None and prepared.envelope_from is not None
+    data, sender, recipient = prepared.data, prepared.envelope_from, prepared.message.recipient
 
     async def send() -> None:
         try:
-            await transport.send(mime, sender, [recipient])
+            await transport.send(data, sender, [recipient])
         finally:
             await transport.close()
 
