@@ -251,6 +251,20 @@ def _url(value: str) -> str:
     return value
 
 
+_TOPIC_ARN = re.compile(
+    r"arn:aws(?:-[a-z]+)*:sns:[a-z]{2}(?:-[a-z]+)+-\d+:\d{12}:[A-Za-z0-9_-]{1,256}(?:\.fifo)?"
+)
+
+
+def _topic_arn(value: str) -> str:
+    if not _TOPIC_ARN.fullmatch(value):
+        raise user_error(
+            "topic_arn",
+            f"'{value}' is not an SNS topic ARN (such as arn:aws:sns:us-east-1:123456789012:ses-events)",
+        )
+    return value
+
+
 @cache
 def _zones() -> frozenset[str]:
     return frozenset(available_timezones())
@@ -268,6 +282,7 @@ def check_zone(value: str) -> str:
 Slug = Annotated[str, _plain("slug", _slug)]
 EnvVarName = Annotated[str, _plain("env_name", _env_name)]
 Url = Annotated[str, _plain("url", _url)]
+TopicArn = Annotated[str, _plain("topic_arn", _topic_arn)]
 TimeZoneName = Annotated[str, _plain("timezone", check_zone)]
 
 
