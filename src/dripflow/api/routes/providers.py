@@ -85,8 +85,16 @@ _SENDGRID_BODY = {
     "description": "A batch of SendGrid events, as SendGrid posts it.",
     "items": {"type": "object", "additionalProperties": True},
 }
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **error_responses(401, 403, 413, 422),
+_RESPONSES: dict[int | str, dict[str, Any]] = error_responses(401, 403, 413, 422)
+_RESPONSES[403]["description"] = (
+    "`bad_signature`: not signed by the provider (nothing was applied); `forbidden`: a read key; "
+    "`topic_not_accepted` (SES), `not_configured` (SendGrid): see docs/providers.md."
+)
+_RESPONSES[401]["headers"] = {
+    "WWW-Authenticate": {
+        "description": '`Basic realm="dripflow"`: put the key in the webhook URL as the password',
+        "schema": {"type": "string"},
+    }
 }
 
 
