@@ -203,6 +203,27 @@ def test_a_complaint_blacklists_a_soft_bounce_does_not_and_deliveries_change_not
     assert _enrollments(shop, "bob@x.test") == [("active", None)]
 
 
+def test_three_soft_bounces_in_a_row_blacklist(shop: Shop) -> None:
+    # SPEC L1: repeated soft bounces (3 messages in a row) blacklist; the enrollment ends `bounced`
+    contact_id, _first = _subscribed(shop, "ann@x.test")
+    shop.api.clock.advance(timedelta(days=1, hours=2))  # drip's second email
+    work(shop.api)
+    with shop.api.client("write") as client:
+        client.post("/v1/contacts/ann@x.test/tags/vip")  # the vip sequence's email
+    work(shop.api)
+    messages = message_ids(shop.api, contact_id)
+    assert len(messages) == 3
+    statuses = []
+    with shop.client() as client:
+        for number, message_id in enumerate(messages):
+            bounce = ses_bounce(["ann@x.test"], "Transient", "MailboxFull", original=message_id)
+            answer = _ses(client, sign_sns(sns_notification(bounce, f"soft-{number}")))
+            assert answer.json()["applied"] == 1, answer.text
+            statuses.append(_contact(shop, "ann@x.test")["lead_status"])
+    assert statuses == ["active", "active", "blacklisted"]
+    assert ("bounced", "repeated_soft_bounce") in _enrollments(shop, "ann@x.test")
+
+
 def test_a_notification_about_a_message_we_did_not_send_is_ignored(shop: Shop) -> None:
     _subscribed(shop, "ann@x.test")
     before = _state(shop)
