@@ -26,6 +26,7 @@ from dripflow.api.routes import (
     lists,
     metrics,
     outbox,
+    providers,
     reports,
     sequences,
     tracking,
@@ -106,12 +107,14 @@ def create_app(engine: Engine, clock: Clock | None = None) -> FastAPI:
     )
     app.state.engine = engine
     app.state.clock = clock or SystemClock()
+    app.state.providers = providers.ProviderClients()  # tests put their own certificate fetcher here
     install_error_handlers(app)
     for module in (health, events, contacts, lists, outbox, inbound, sequences, tracking, metrics):
         app.include_router(module.router)
     # Sequences, enrollments, automations, broadcasts, the workspace, reports (issue 6).
     for module in (enrollments, automations, broadcasts, workspace, reports):
         app.include_router(module.router)
+    app.include_router(providers.router)  # provider event webhooks (issue 5)
     configured_limit()  # a wrong DRIPFLOW_TRACKING_RATE_LIMIT stops start-up, not a request
     app.add_middleware(TrackingRateLimit, prefix="/t/")
     app.add_middleware(RequestLog)  # added last: the outermost, so it logs what the limit refuses too

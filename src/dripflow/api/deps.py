@@ -6,6 +6,8 @@ route makes is scoped to ``credential.workspace_id``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Callable, Coroutine
@@ -13,16 +15,27 @@ from functools import cache
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.dialects import sqlite
+from starlette.requests import HTTPConnection
 
 from dripflow.api.errors import ApiError
 from dripflow.core.clock import Clock
 from dripflow.store.apikeys import ROLES, Credential, Role
 from dripflow.store.tables import ApiKey
 
-__all__ = ["ClockDep", "EngineDep", "admin", "has_nul", "reader", "refuse_nul", "writer"]
+__all__ = [
+    "PROVIDER_CHALLENGE",
+    "ClockDep",
+    "EngineDep",
+    "admin",
+    "has_nul",
+    "provider_writer",
+    "reader",
+    "refuse_nul",
+    "writer",
+]
 
 
 # Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in its
@@ -132,6 +145,77 @@ def _needs(role: Role) -> Callable[[Credential], Coroutine[Any, Any, Credential]
 reader = Annotated[Credential, Depends(_needs("read"))]
 writer = Annotated[Credential, Depends(_needs("write"))]
 admin = Annotated[Credential, Depends(_needs("admin"))]
+
+
+# -- provider webhooks: the key may also come as the password of HTTP Basic ---------------------------
+#
+# Amazon SNS and SendGrid cannot send our `Authorization: Bearer` header, but both send the
+# credentials of a URL such as https://x:KEY@host/v1/providers/ses as HTTP Basic (SNS only after a
+# 401 that asks for Basic). So on the /v1/providers routes, and only there, the key is also taken
+# as the Basic password (the user name is not looked at); the check is the same hashed-key check.
+
+PROVIDER_CHALLENGE = {"WWW-Authenticate": 'Basic realm="dripflow", charset="UTF-8"'}
+
+
+class _BasicDeclared(HTTPBasic):
+    """Declares the Basic scheme in the OpenAPI document; the header is read by
+    :func:`_provider_credential`, whose errors keep the API's own shape."""
+
+    async def __call__(  # type: ignore[override]  # as HTTPBasic itself does
+        self, request: HTTPConnection
+    ) -> HTTPBasicCredentials | None:
+        return None
+
+
+_basic = _BasicDeclared(
+    auto_error=False,
+    scheme_name="ProviderBasic",
+    description=(
+        "Provider webhooks only (`/v1/providers/...`): an API key as the password of HTTP Basic, "
+        "as in the webhook URL `https://x:<key>@host/v1/providers/ses`."
+    ),
+)
+
+
+def _presented_key(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    _user, colon, password = decoded.partition(":")
+    return password if colon and password else None
+
+
+def _provider_credential(
+    request: Request,
+    engine: EngineDep,
+    _bearer_declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _basic_declared: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+) -> Credential:
+    presented = _presented_key(request)
+    if presented is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "put an API key in the webhook URL as the password (https://x:<key>@host/...), "
+            "or send `Authorization: Bearer <key>`",
+            headers=PROVIDER_CHALLENGE,
+        )
+    credential = _check_key(engine, presented)
+    if credential is None:
+        raise ApiError(401, "unauthorized", "this API key is unknown or revoked", headers=PROVIDER_CHALLENGE)
+    request.state.workspace = credential.workspace_id
+    if not credential.allows("write"):
+        raise ApiError(403, "forbidden", f"this needs a key with the write role; yours is {credential.role}")
+    return credential
+
+
+provider_writer = Annotated[Credential, Depends(_provider_credential)]
 
 
 def has_nul(value: object) -> bool:

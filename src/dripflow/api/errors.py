@@ -55,6 +55,7 @@ _MEANINGS = {
     404: "Nothing by that name in the key's workspace.",
     413: "Too much in one request.",
     422: "The request is not valid; `problems` says where, when there are several.",
+    502: "A service this request needs (such as the provider's) did not answer; try again.",
     503: "Not ready: the database does not answer.",
 }
 
@@ -73,13 +74,19 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, problems: list[dict[str, Any]] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        problems: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.problems = problems
+        self.headers = headers  # instead of the default (a 401's `WWW-Authenticate: Bearer`)
 
 
 def _body(code: str, message: str, problems: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -92,7 +99,7 @@ def _body(code: str, message: str, problems: list[dict[str, Any]] | None = None)
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = exc.headers or ({"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
         return JSONResponse(_body(exc.code, exc.message, exc.problems), exc.status, headers=headers)
 
     @app.exception_handler(UserError)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,8 @@ __all__ = [
     "OutboxItem",
     "OutboxMessage",
     "OutboxPage",
+    "ProviderEvent",
+    "ProviderResult",
     "RefusalOut",
     "RefusalPage",
     "ScheduleRequest",
@@ -254,6 +256,41 @@ class InboundResult(BaseModel):
     duplicates: int
     events: list[InboundEvent]
     reason: str | None = Field(None, description="Why nothing was applied, when nothing was.")
+
+
+class ProviderEvent(BaseModel):
+    """One event taken from a provider's webhook, and what became of it."""
+
+    type: str = Field(description="`email.bounced`, `email.complained` or `unsubscribed`.")
+    message: str | None = Field(description="The original Message-ID the provider named.")
+    kind: str | None = Field(None, description="For a bounce: hard or soft.")
+    outcome: Literal["applied", "duplicate", "ignored"] = Field(
+        description=(
+            "`applied`; `duplicate` (the provider sent it before: applied once, SPEC D3); `ignored` "
+            "(not about a message or contact of this workspace, see `reason`)."
+        )
+    )
+    reason: str | None = Field(None, description="Why it was ignored.")
+
+
+class ProviderResult(BaseModel):
+    """What a provider's webhook request held and what it did."""
+
+    provider: Literal["ses", "sendgrid"]
+    kind: str = Field(
+        description=(
+            "SES: the notification type (`Bounce`, `Complaint`, `Delivery` …, or `other` for a message "
+            "not from SES), `subscription_confirmed` or `unsubscribe_confirmation`. SendGrid: `batch`."
+        )
+    )
+    received: int = Field(description="Provider events in the request (SES: 1; SendGrid: the batch's size).")
+    applied: int
+    duplicates: int
+    ignored: int
+    events: list[ProviderEvent] = Field(
+        description="The engine events taken from the request (deliveries, opens … make none)."
+    )
+    reason: str | None = Field(None, description="Why nothing was applied, when the request held no events.")
 
 
 # -- sequences, enrollments, automations, broadcasts, the workspace, reports (issue 6) ---------------

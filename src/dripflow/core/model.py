@@ -49,6 +49,7 @@ from dripflow.core.modeltypes import (
     NonEmpty,
     Slug,
     TimeZoneName,
+    TopicArn,
     Url,
     Weekday,
     describe,
@@ -232,14 +233,44 @@ class Dkim(FileModel):
         return self
 
 
+class SesEvents(FileModel):
+    """``delivery.events.ses``: Amazon SES notifications through SNS (``POST /v1/providers/ses``,
+    docs/providers.md). With ``topic_arns``, only those topics' messages are accepted (and only
+    their subscriptions confirmed); without, any topic whose message AWS signed."""
+
+    topic_arns: tuple[TopicArn, ...] = ()
+
+
+class SendgridEvents(FileModel):
+    """``delivery.events.sendgrid``: SendGrid's Signed Event Webhook (``POST /v1/providers/sendgrid``).
+    ``public_key_env`` names the environment variable holding the verification key SendGrid shows
+    (base64 DER); events are refused while it is not set."""
+
+    secret_keys: ClassVar[dict[str, str]] = {
+        "public_key": "public_key_env",
+        "verification_key": "public_key_env",
+        "key": "public_key_env",
+    }
+    public_key_env: EnvVarName
+
+
+class DeliveryEvents(FileModel):
+    """``delivery.events``: what the providers' event webhooks need (SPEC D5, secrets by env name)."""
+
+    ses: SesEvents | None = None
+    sendgrid: SendgridEvents | None = None
+
+
 class Delivery(FileModel):
     """``delivery:`` — where messages go; nothing here means the local capture outbox (SPEC §10).
-    ``dkim`` (ours, not the SPEC's): which From domains are signed, and with which key."""
+    ``dkim`` and ``events`` are ours, not the SPEC's: which From domains are signed, and with which
+    key (docs/delivery.md); what the providers' event webhooks need (docs/providers.md)."""
 
     smtp: Smtp | None = None
     sms: Gateway | None = None
     integrations: Gateway | None = None
     dkim: tuple[Dkim, ...] = ()
+    events: DeliveryEvents | None = None
 
 
 class Schedule(FileModel):

@@ -284,6 +284,20 @@ def _url(value: str) -> str:
     return value
 
 
+_TOPIC_ARN = re.compile(
+    r"arn:aws(?:-[a-z]+)*:sns:[a-z]{2}(?:-[a-z]+)+-\d+:\d{12}:[A-Za-z0-9_-]{1,256}(?:\.fifo)?"
+)
+
+
+def _topic_arn(value: str) -> str:
+    if not _TOPIC_ARN.fullmatch(value):
+        raise user_error(
+            "topic_arn",
+            f"'{value}' is not an SNS topic ARN (such as arn:aws:sns:us-east-1:123456789012:ses-events)",
+        )
+    return value
+
+
 @cache
 def _zones() -> frozenset[str]:
     return frozenset(available_timezones())
@@ -304,6 +318,7 @@ Url = Annotated[str, _plain("url", _url)]
 HostName = Annotated[str, _plain("host_name", _host_name)]
 """A domain name, kept in its wire form (:func:`ascii_domain`)."""
 DkimSelector = Annotated[str, _plain("dkim_selector", _dkim_selector)]
+TopicArn = Annotated[str, _plain("topic_arn", _topic_arn)]
 TimeZoneName = Annotated[str, _plain("timezone", check_zone)]
 
 

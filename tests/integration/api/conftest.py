@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from dripflow.api.app import create_app
@@ -45,6 +46,7 @@ class Api:
     clock: VirtualClock
     engine: Engine
     keys: dict[str, str]  # "admin", "write", "read", "other" (admin of another workspace)
+    app: FastAPI  # the served application (its ``state`` takes injected clients, such as providers')
 
     def client(self, role: str | None = "admin") -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
@@ -63,15 +65,14 @@ def api(engine: Engine) -> Iterator[Api]:
         keys["other"] = create_key(session, "rival", "admin", NOW)
     clock = VirtualClock(NOW)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(engine, clock), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = create_app(engine, clock)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
         assert time.monotonic() < deadline, "the API server did not start"
         time.sleep(0.02)
-    yield Api(f"http://127.0.0.1:{port}", clock, engine, keys)
+    yield Api(f"http://127.0.0.1:{port}", clock, engine, keys, app)
     server.should_exit = True
     thread.join(timeout=10)

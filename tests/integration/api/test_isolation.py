@@ -42,8 +42,10 @@ from sqlalchemy import Engine, create_engine, select
 
 from dripflow.api.app import create_app
 from dripflow.api.routes.metrics import TOKEN_ENV
+from dripflow.api.routes.providers import ProviderClients
 from dripflow.api.routes.tracking import PIXEL
 from dripflow.core.validate import load_workspace_text
+from dripflow.delivery.providers.ses import SnsVerifier
 from dripflow.engine.broadcast_admin import create_broadcast
 from dripflow.engine.context import Ctx, load_rules
 from dripflow.engine.eventfile import InputEvent
@@ -56,6 +58,15 @@ from dripflow.store.tables import Base, Contact, Enrollment, Message
 from dripflow.store.workspaces import apply_workspace
 from tests.integration.api.conftest import NOW, Api
 from tests.unit.test_inbound import ARF_ABUSE, ORIGINAL_ID, POSTFIX_HARD
+from tests.unit.test_providers import (
+    FakeCertificates,
+    sendgrid_event,
+    sendgrid_public_key,
+    ses_bounce,
+    sign_sendgrid,
+    sign_sns,
+    sns_notification,
+)
 
 A, B = "rival", "shop"  # the caller's workspace and the one it must not reach
 ROLES = ("read", "write", "admin")  # in order (SPEC §10: read < write < admin)
@@ -67,6 +78,7 @@ B_FIRST = "Beatrix"
 B_OFFER = "https://bramblewood.test/private-offer"
 A_EMAIL = "al@rival.test"
 METRICS_TOKEN = "metrics-token-for-the-isolation-test"
+SENDGRID_ENV = "DRIPFLOW_ISOLATION_SENDGRID_KEY"  # both workspaces take SendGrid events signed with one key
 
 WORKSPACE = """\
 workspace:
@@ -78,6 +90,8 @@ workspace:
   base_url: "https://mail.{id}.test"
 mailboxes:
   - {{id: ann, from: "Ann <ann@{id}.test>", default: true}}
+delivery:
+  events: {{sendgrid: {{public_key_env: DRIPFLOW_ISOLATION_SENDGRID_KEY}}}}
 lists: [news, offers]
 tags: [vip, fan]
 catalog:
@@ -212,6 +226,7 @@ def world(api: Api) -> World:
     fan = {"type": "tag.assigned", "contact": B_EMAIL, "tag": "fan"}  # so that B has a tag to remove
     ingest_events(engine, B, [InputEvent(1, NOW, fan)], Path("test"))
     run_worker(engine, api.clock, until_idle=True)
+    api.app.state.providers = ProviderClients(SnsVerifier(FakeCertificates()))  # no internet here
     # A refusal in B's journal (S1: already in drip), and a broadcast B drafted through the API.
     refused = {"type": "admin.enroll", "contact": B_EMAIL, "sequence": "drip"}
     ingest_events(engine, B, [InputEvent(1, NOW, refused)], Path("test"))
@@ -293,12 +308,13 @@ class Call:
     form: dict[str, str] | None = None
     content: bytes | str | None = None  # a raw body: an email (bytes) or the workspace file's YAML
     content_type: str | None = None
+    headers: dict[str, str] | None = None  # more headers (a provider's signature)
 
     def send(self, client: httpx.Client) -> httpx.Response:
         if self.content is not None:
             raw = self.content if isinstance(self.content, bytes) else self.content.encode()
             default = "message/rfc822" if isinstance(self.content, bytes) else "application/yaml"
-            headers = {"Content-Type": self.content_type or default}
+            headers = {"Content-Type": self.content_type or default, **(self.headers or {})}
             return client.request(self.method, self.url, content=raw, headers=headers)
         return client.request(self.method, self.url, json=self.json_body, data=self.form)
 
@@ -461,6 +477,30 @@ def _inbound(world: World) -> list[Call]:
         Call("POST", "/v1/inbound", 422, content=POSTFIX_HARD.replace(ORIGINAL_ID.encode(), b_id)),
         Call("POST", "/v1/inbound", 422, content=complaint),
     ]
+
+
+def _ses(world: World, with_message: bool = True) -> Call:
+    """A bounce of B's message (or, without it, of B's address), signed by "SNS" (the injected
+    certificate): under A's key, A has no such message nor contact, so it is ignored (200)."""
+    bounce = ses_bounce([B_EMAIL], original=world.b_message_id if with_message else None)
+    raw = json.dumps(sign_sns(sns_notification(bounce, f"isolation-{with_message}"))).encode()
+    return Call("POST", "/v1/providers/ses", 200, content=raw, content_type="text/plain; charset=UTF-8")
+
+
+def _sendgrid(world: World) -> Call:
+    """B's message and address in a batch signed with the key both workspaces name: under A's key,
+    every event is ignored (200); under B's, the spam report blacklists B's contact."""
+    raw = json.dumps(
+        [
+            sendgrid_event("spamreport", B_EMAIL, world.b_message_id),
+            sendgrid_event("unsubscribe", B_EMAIL, None),
+            sendgrid_event("bounce", B_EMAIL, world.b_message_id, type="bounce", status="5.1.1"),
+        ]
+    ).encode()
+    signed = sign_sendgrid(raw, world.api.clock.now())
+    return Call(
+        "POST", "/v1/providers/sendgrid", 200, content=raw, content_type="application/json", headers=signed
+    )
 
 
 def _contact_paths(world: World, suffix: str = "") -> list[str]:
@@ -850,6 +890,21 @@ CASES: dict[tuple[str, str], Case] = {
         control_status=200,
         writes=False,
     ),
+    # -- provider event webhooks (issue 5): the key as Bearer or Basic password, plus the signature --
+    ("POST", "/v1/providers/ses"): ApiCase(
+        role="write",
+        attacks=lambda w: [_ses(w), _ses(w, with_message=False)],
+        control=_ses,
+        control_status=200,
+        writes=True,  # B's contact bounced: blacklisted (L1)
+    ),
+    ("POST", "/v1/providers/sendgrid"): ApiCase(
+        role="write",
+        attacks=lambda w: [_sendgrid(w)],
+        control=_sendgrid,
+        control_status=200,
+        writes=True,  # B's contact complained: blacklisted (L1)
+    ),
     # -- tracking links (D1, D2): public, the signed token is the credential --
     ("GET", "/t/o/{workspace_id}/{token}"): TokenCase(
         reason="open pixel in emails: no key possible; the token is signed with its workspace's key",
@@ -1052,3 +1107,9 @@ def _check_operator_route(
 def _no_metrics_token(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test sets the metrics token itself when it needs one."""
     monkeypatch.delenv(TOKEN_ENV, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _sendgrid_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SendGrid verification key both workspaces name (read per request by the server)."""
+    monkeypatch.setenv(SENDGRID_ENV, sendgrid_public_key())
