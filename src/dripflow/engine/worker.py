@@ -9,8 +9,8 @@ batches: a batch is never cut in half, and delivery finishes the batch it is sen
 
 What it does is logged on the ``dripflow.worker`` logger (``dripflow serve`` writes it as one JSON
 object per line): one ``scheduler.pass`` record per workspace pass that found work, with its counts;
-one ``delivery.sms.unsigned`` error per pass while ``delivery.sms.secret_env`` names an unset
-variable (its SMS stay queued: nothing is sent unsigned).
+one ``delivery.sms.unsigned`` error per pass while SMS are due and ``delivery.sms.secret_env``
+names an unset variable (they stay queued: nothing is sent unsigned).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def run_worker(
             stats.webhooks += webhooks
             metrics.webhooks_delivered(workspace_id, webhooks)
             delivered = 0
-            transports = _transports(engine, workspace_id)
+            transports = _transports(engine, workspace_id, clock)
             deliverable[workspace_id] = tuple(channel for channel, _transport in transports)
             for channel, transport in transports:
                 if stop.is_set():
@@ -147,10 +147,11 @@ def _broadcasts(engine: Engine, workspace_id: str, clock: Clock) -> int:
         return send_due_broadcasts(Ctx(session, workspace_id, load_rules(session, workspace_id), clock))
 
 
-def _transports(engine: Engine, workspace_id: str) -> list[tuple[Channel, Transport]]:
+def _transports(engine: Engine, workspace_id: str, clock: Clock) -> list[tuple[Channel, Transport]]:
     """The workspace's transports, by channel: SMTP for email (DRIPFLOW_SMTP_URL or
     delivery.smtp), the gateway for SMS (delivery.sms). A channel without one sends nothing: its
-    messages were captured, or (an SMS gateway whose secret is not set) wait, queued."""
+    messages were captured, or (an SMS gateway whose secret is not set) wait, queued; that is
+    logged as an error while some are due (a workspace that sends no SMS now stays quiet)."""
     with transaction(engine) as session:
         delivery = load_rules(session, workspace_id).workspace.delivery
     found: list[tuple[Channel, Transport]] = []
@@ -160,11 +161,13 @@ def _transports(engine: Engine, workspace_id: str) -> list[tuple[Channel, Transp
     try:
         sms = sms_transport_for(delivery)
     except MissingSecret as exc:  # as the A2 webhooks: nothing unsigned, nothing lost
-        log.error(
-            "SMS not sent: %s",
-            exc,
-            extra={"event": "delivery.sms.unsigned", "workspace": workspace_id},
-        )
+        due = next_delivery_due(engine, workspace_id, ("sms",))
+        if due is not None and due <= clock.now():
+            log.error(
+                "SMS not sent: %s",
+                exc,
+                extra={"event": "delivery.sms.unsigned", "workspace": workspace_id},
+            )
     else:
         if sms is not None:
             found.append(("sms", sms))

@@ -491,20 +491,29 @@ def test_a2_without_its_secret_nothing_is_posted_and_the_sms_stay_queued(
     engine: Engine, gateway: Gateway, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """As A2's webhooks: `secret_env` naming an unset variable sends nothing unsigned. The SMS stay
-    `queued`, untried (no attempt is spent), the worker says why once per pass and still goes idle;
-    once the secret is set they go out, signed."""
+    `queued`, untried (no attempt is spent), the worker says why once per pass while SMS are due
+    (and nothing while none is) and still goes idle; once the secret is set they go out, signed."""
     monkeypatch.delenv(SECRET_ENV, raising=False)
     _apply(engine, _workspace(gateway.url))
-    _subscribe(engine, CY)
     clock = VirtualClock(NOW)
-    run_once(engine, "shop", clock)
+
+    def errors() -> list[str]:
+        return [
+            r.getMessage() for r in caplog.records if getattr(r, "event", None) == "delivery.sms.unsigned"
+        ]
+
     with caplog.at_level(logging.ERROR, logger="dripflow.worker"):
-        stats = _work(engine, clock)
+        _work(engine, clock)  # no SMS yet: nothing to say
+        assert errors() == []
+        _subscribe(engine, CY)
+        run_once(engine, "shop", clock)
+        stats = _work(engine, clock)  # one pass: nothing to run, the SMS due
     assert stats.delivered == 0 and gateway.received() == []
     assert [(m.status, m.attempts) for m in _messages(engine)] == [("queued", 0)]
-    errors = [r for r in caplog.records if getattr(r, "event", None) == "delivery.sms.unsigned"]
-    assert len(errors) == 1 and SECRET_ENV in errors[0].getMessage()
-    assert "nothing" in errors[0].getMessage() or "no SMS" in errors[0].getMessage()
+    assert errors() == [
+        f"SMS not sent: delivery.sms.secret_env names {SECRET_ENV}, which is not set in the environment: "
+        "cannot sign, so no SMS is sent (they stay queued until it is set)"
+    ]
 
     monkeypatch.setenv(SECRET_ENV, SECRET)
     clock.set(NOW + timedelta(minutes=5))
