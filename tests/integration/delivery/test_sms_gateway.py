@@ -159,10 +159,14 @@ def _verifies(item: Request) -> bool:
 # -- a workspace with an SMS step ---------------------------------------------------------------------
 
 
-def _workspace(sms: str | None, ws_id: str = "shop", smtp: bool = False) -> str:
+def _workspace(sms: str | None, ws_id: str = "shop", smtp: bool = False, dkim: bool = False) -> str:
     delivery = ""
     if sms is not None:
         delivery = f'delivery:\n  sms: {{webhook: "{sms}", secret_env: {SECRET_ENV}}}\n'
+    if dkim:
+        delivery += (
+            "  dkim: [{domain: shop.test, selector: s2026, private_key_env: DRIPFLOW_TEST_DKIM_KEY}]\n"
+        )
     steps = "      - {id: hello, type: email, template: hello}\n" if smtp else ""
     return f"""\
 workspace: {{id: {ws_id}, name: Shop, timezone: UTC, physical_address: "1 Main St"}}
@@ -542,6 +546,19 @@ def test_without_a_gateway_sms_are_captured_while_another_workspace_sends(
             ("shop", "+15555550123", "sent"),
         ]
     assert [item.json["to"] for item in gateway.received()] == ["+15555550123"]
+
+
+def test_a_missing_dkim_key_does_not_hold_sms_back(
+    engine: Engine, gateway: Gateway, secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DKIM signs email only (docs/delivery.md): a workspace whose DKIM key is not set keeps its
+    email queued, but its SMS are claimed and sent."""
+    monkeypatch.delenv("DRIPFLOW_TEST_DKIM_KEY", raising=False)
+    _apply(engine, _workspace(gateway.url, dkim=True))
+    _subscribe(engine, CY)
+    assert _work(engine, VirtualClock(NOW)).sms == 1
+    assert [m.status for m in _messages(engine)] == ["sent"]
+    assert len(gateway.accepted()) == 1
 
 
 # -- the transport on its own -------------------------------------------------------------------------
