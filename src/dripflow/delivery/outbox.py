@@ -1,5 +1,9 @@
 """Taking due messages out of the outbox and through a transport, each at most once (SPEC D3, D5).
 
+Two channels go through it the same way: ``email`` (built to MIME, sent by SMTP) and ``sms``
+(built to a JSON body, posted to the workspace's SMS gateway: :mod:`.sms`, docs/sms.md). Each call
+works on one channel, with that channel's transport.
+
 A message goes ``queued`` → ``sending`` (claimed) → ``sent`` | ``queued`` again (temporary failure,
 with backoff) | ``bounced`` (the recipient was refused: a hard bounce, D5) | ``failed`` (given up,
 or it cannot be built) | ``canceled`` (the contact was blacklisted or unsubscribed meanwhile, L2/L3).
@@ -21,10 +25,11 @@ The protocol, and why:
    ``sending`` with the same ``attempts``: ``attempts`` is the claim's fencing token, so a worker
    whose lease was taken over cannot overwrite the newer claim's result.
 
-The one unavoidable window: the SMTP server has accepted a message and the worker dies before
-step 3 commits. The row is then still ``sending``; when its lease runs out it is sent again. We
-choose that (at-least-once inside the window) over marking it lost, because a missing message
-is invisible while a duplicate is merely annoying. See docs/decisions.md, "Delivery".
+The one unavoidable window: the SMTP server (or the SMS gateway) has accepted a message and the
+worker dies before step 3 commits. The row is then still ``sending``; when its lease runs out it
+is sent again. We choose that (at-least-once inside the window) over marking it lost, because a
+missing message is invisible while a duplicate is merely annoying. See docs/decisions.md,
+"Delivery"; an SMS carries its id in ``X-Dripflow-Delivery`` so that a gateway can drop the copy.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from sqlalchemy.orm import Session
 from dripflow.core.clock import Clock
 from dripflow.delivery.dkim import SigningFailed, sign_from, signers_for
 from dripflow.delivery.mime import UnsafeHeader, build_message, envelope_recipient, envelope_sender
+from dripflow.delivery.sms import NotE164, sms_body
 from dripflow.delivery.transport import PermanentFailure, SendFailure, TemporaryFailure, Transport
 from dripflow.engine.context import Ctx, load_rules
 from dripflow.engine.ingest import IngestError, ingest
@@ -75,6 +81,7 @@ from dripflow.store.workspaces import rules_key
 
 __all__ = [
     "BATCH_SIZE",
+    "CHANNELS",
     "LEASE",
     "MAX_ATTEMPTS",
     "backoff",
@@ -101,6 +108,8 @@ RECORD_WITHIN = 0.05
 """Seconds an outcome may wait for others to be written with (fewer than a connection's worth)."""
 
 Status = Literal["sent", "queued", "bounced", "failed"]
+Channel = Literal["email", "sms"]
+CHANNELS: tuple[Channel, ...] = ("email", "sms")
 
 _M = typing_cast(Table, Message.__table__)
 
@@ -122,7 +131,8 @@ class Claimed:
     recipient: str
     envelope_from: str
     data: bytes
-    """The message as it goes on the wire (RFC 5322, CRLF line ends)."""
+    """The message as it goes on the wire: RFC 5322 with CRLF line ends, or an SMS's JSON body."""
+    channel: Channel = "email"
 
 
 @dataclass(frozen=True)
@@ -136,13 +146,15 @@ class Outcome:
 
 @dataclass(frozen=True)
 class _Row:
-    """A claimed outbox row: what building the message needs (``mime.OutboxRow``) and its identity."""
+    """A claimed outbox row: what building the message needs (``mime.OutboxRow``, ``sms.SmsRow``)
+    and its identity."""
 
     id: int
     attempts: int
     contact_id: int
     enrollment_id: int | None
     sequence_id: str | None
+    step_id: str | None
     key: str
     recipient: str
     sender: str | None
@@ -165,14 +177,16 @@ async def deliver_due(
     *,
     batch_size: int = BATCH_SIZE,
     concurrency: int | None = None,
+    channel: Channel = "email",
 ) -> int:
-    """Claim one batch of due email messages, send them, record the outcomes; returns how many
-    were claimed (0: nothing is due now). ``concurrency`` (sends in flight) defaults to the
-    transport's connection count: more would only queue for a connection. The claim and the
-    building run in a thread; outcomes are recorded on the event loop (one short statement per
-    transaction; a hop to a thread for each cost more CPU than the write itself), so run this on
-    a loop of its own, as ``deliver_pending`` does, not on one that serves HTTP."""
-    batch, taken = await asyncio.to_thread(claim_due, engine, workspace_id, clock, batch_size)
+    """Claim one batch of due messages of ``channel``, send them through ``transport`` (that
+    channel's), record the outcomes; returns how many were claimed (0: nothing is due now).
+    ``concurrency`` (sends in flight) defaults to the transport's connection count: more would
+    only queue for a connection. The claim and the building run in a thread; outcomes are
+    recorded on the event loop (one short statement per transaction; a hop to a thread for each
+    cost more CPU than the write itself), so run this on a loop of its own, as ``deliver_pending``
+    does, not on one that serves HTTP."""
+    batch, taken = await asyncio.to_thread(claim_due, engine, workspace_id, clock, batch_size, channel)
     await _deliver_claimed(engine, workspace_id, clock, transport, batch, taken, concurrency)
     return taken
 
@@ -275,13 +289,16 @@ def deliver_pending(
     *,
     batch_size: int = BATCH_SIZE,
     stop: threading.Event | None = None,
+    channel: Channel = "email",
 ) -> int:
-    """Blocking helper: deliver batches until nothing is due now (or ``stop`` is set: the batch
-    being sent is finished first), in one event loop (so pooled connections are reused across
-    batches); returns how many messages were claimed in all."""
+    """Blocking helper: deliver batches of ``channel`` through ``transport`` until nothing is due
+    now (or ``stop`` is set: the batch being sent is finished first), in one event loop (so pooled
+    connections are reused across batches); returns how many messages were claimed in all."""
 
     def claim() -> asyncio.Future[tuple[list[Claimed], int]]:
-        return asyncio.ensure_future(asyncio.to_thread(claim_due, engine, workspace_id, clock, batch_size))
+        return asyncio.ensure_future(
+            asyncio.to_thread(claim_due, engine, workspace_id, clock, batch_size, channel)
+        )
 
     async def run() -> int:
         total = 0
@@ -312,15 +329,20 @@ def deliver_pending(
     return asyncio.run(run())
 
 
-def next_delivery_due(engine: Engine, workspace_id: str) -> datetime | None:
-    """When the earliest queued (or lease-expired) email message is due; None if there is none."""
+def next_delivery_due(
+    engine: Engine, workspace_id: str, channels: Sequence[Channel] = CHANNELS
+) -> datetime | None:
+    """When the earliest queued (or lease-expired) message of ``channels`` is due; None if there is
+    none (or no channel is asked about)."""
+    if not channels:
+        return None
     with transaction(engine) as session:
         return session.scalar(
             select(
                 func.min(func.coalesce(Message.next_attempt_at, Message.not_before, Message.created_at))
             ).where(
                 Message.workspace_id == workspace_id,
-                Message.channel == "email",
+                Message.channel.in_(channels),
                 Message.status.in_(("queued", "sending")),
             )
         )
@@ -329,22 +351,27 @@ def next_delivery_due(engine: Engine, workspace_id: str) -> datetime | None:
 # -- 1. claim ----------------------------------------------------------------------------------------
 
 
-def claim_due(engine: Engine, workspace_id: str, clock: Clock, batch_size: int) -> tuple[list[Claimed], int]:
-    """Claim up to ``batch_size`` due messages and build them; returns (to send, rows taken).
+def claim_due(
+    engine: Engine, workspace_id: str, clock: Clock, batch_size: int, channel: Channel = "email"
+) -> tuple[list[Claimed], int]:
+    """Claim up to ``batch_size`` due messages of ``channel`` and build them; returns (to send,
+    rows taken).
 
-    Rows that must not be sent any more (blacklisted or unsubscribed contact, closed enrollment)
-    are settled in the claim; rows that cannot be built (an unsafe header) are recorded ``failed``
-    right after it. Both are counted as taken, not returned.
+    Rows that must not be sent any more (blacklisted or unsubscribed contact, closed enrollment:
+    L2, L3, for SMS as for email) are settled in the claim; rows that cannot be built (an unsafe
+    header, an SMS recipient not in E.164 form) are recorded ``failed`` right after it. Both are
+    counted as taken, not returned.
     """
     with transaction(engine) as session:
         now = clock.now()
-        rows = _claim(session.connection(), workspace_id, now, batch_size)
+        rows = _claim(session.connection(), workspace_id, now, batch_size, channel)
         if not rows:
             return [], 0
         ctx = Ctx(session, workspace_id, load_rules(session, workspace_id), clock)
         # DKIM keys (docs/delivery.md): a key that cannot be had raises here, inside the claim's
-        # transaction, which is rolled back: the rows stay queued, none goes out unsigned.
-        signers = signers_for(ctx.workspace.delivery)
+        # transaction, which is rolled back: the rows stay queued, none goes out unsigned. Email
+        # only: an SMS is not signed by DKIM, and a missing key must not hold SMS back.
+        signers = signers_for(ctx.workspace.delivery) if channel == "email" else {}
         taken = len(rows)
         rows = _settle_stopped(session.connection(), workspace_id, rows, now)
     # Built outside the claim's transaction: the rules and the signing keys are all it needs.
@@ -353,17 +380,30 @@ def claim_due(engine: Engine, workspace_id: str, clock: Clock, batch_size: int) 
     date = clock.now()
     for row in rows:
         try:
-            url = unsubscribe_url(ctx, row.key, row.contact_id, row.sequence_id)
-            sender = envelope_sender(row, ctx.workspace)
-            # The exact bytes that go on the wire, DKIM-signed when the From domain has a key.
-            data = sign_from(
-                signers, sender, build_message(row, ctx.workspace, date=date, unsubscribe_url=url).as_bytes()
+            if channel == "email":
+                url = unsubscribe_url(ctx, row.key, row.contact_id, row.sequence_id)
+                sender = envelope_sender(row, ctx.workspace)
+                # The exact bytes that go on the wire, DKIM-signed when the From domain has a key.
+                data = sign_from(
+                    signers,
+                    sender,
+                    build_message(row, ctx.workspace, date=date, unsubscribe_url=url).as_bytes(),
+                )
+                claim = Claimed(
+                    row.id,
+                    row.attempts,
+                    row.contact_id,
+                    row.message_id,
+                    envelope_recipient(row),
+                    sender,
+                    data,
+                )
+            else:
+                claim = _sms_claim(workspace_id, row)
+        except (UnsafeHeader, SigningFailed, NotE164) as exc:
+            failed = Claimed(
+                row.id, row.attempts, row.contact_id, row.message_id, row.recipient, "", b"", channel
             )
-            claim = Claimed(
-                row.id, row.attempts, row.contact_id, row.message_id, envelope_recipient(row), sender, data
-            )
-        except (UnsafeHeader, SigningFailed) as exc:
-            failed = Claimed(row.id, row.attempts, row.contact_id, row.message_id, row.recipient, "", b"")
             unbuildable.append(Outcome(failed, "failed", f"cannot build the message: {exc}"))
             continue
         batch.append(claim)
@@ -372,9 +412,19 @@ def claim_due(engine: Engine, workspace_id: str, clock: Clock, batch_size: int) 
     return batch, taken
 
 
-def _claim(conn: Connection, workspace_id: str, now: datetime, batch_size: int) -> list[_Row]:
-    """Select the due rows and mark them ``sending`` under a lease; returns them with the claim's
-    ``attempts`` (the fencing token).
+def _sms_claim(workspace_id: str, row: _Row) -> Claimed:
+    """An SMS ready for the gateway: its JSON body (raises ``NotE164`` for a bad recipient)."""
+    data = sms_body(workspace_id, row)
+    return Claimed(
+        row.id, row.attempts, row.contact_id, row.message_id, row.recipient, row.sender or "", data, "sms"
+    )
+
+
+def _claim(
+    conn: Connection, workspace_id: str, now: datetime, batch_size: int, channel: Channel
+) -> list[_Row]:
+    """Select the due rows of ``channel`` and mark them ``sending`` under a lease; returns them with
+    the claim's ``attempts`` (the fencing token).
 
     Two selects, each on one status (rows whose lease ran out first, then queued ones in id
     order), not one with an OR of both: with the OR, SQLite's planner read every message the
@@ -395,7 +445,7 @@ def _claim(conn: Connection, workspace_id: str, now: datetime, batch_size: int) 
             break
         stmt = (
             select(*_ROW_COLUMNS)
-            .where(due, _M.c.workspace_id == workspace_id, _M.c.channel == "email")
+            .where(due, _M.c.workspace_id == workspace_id, _M.c.channel == channel)
             .order_by(_M.c.id)
             .limit(batch_size - len(found))
         )
@@ -486,11 +536,13 @@ async def _send_one(item: Claimed, transport: Transport, clock: Clock) -> Outcom
     try:
         await transport.send(item.data, item.envelope_from, [item.recipient])
     except PermanentFailure as exc:
-        if exc.recipient_rejected:  # D5: a permanent rejection of the recipient is a hard bounce
+        # D5: a permanent rejection of the recipient is a hard bounce, of an email only: a refused
+        # SMS is `failed` and never enters the engine as `email.bounced` (no blacklisting, L1).
+        if exc.recipient_rejected and item.channel == "email":
             return Outcome(status="bounced", error=str(exc), bounce="hard", claim=item)
         return Outcome(status="failed", error=str(exc), claim=item)
     except TemporaryFailure as exc:
-        return _retry_or_give_up(item, str(exc), exc.recipient, clock)
+        return _retry_or_give_up(item, str(exc), exc.recipient, clock, exc.retry_after)
     except SendFailure as exc:  # a transport's own subclass: treat as temporary
         return _retry_or_give_up(item, str(exc), False, clock)
     except Exception as exc:  # a transport bug must not leave the claim hanging until the lease ends
@@ -499,11 +551,18 @@ async def _send_one(item: Claimed, transport: Transport, clock: Clock) -> Outcom
     return Outcome(item, "sent")
 
 
-def _retry_or_give_up(item: Claimed, error: str, recipient: bool, clock: Clock) -> Outcome:
+def _retry_or_give_up(
+    item: Claimed, error: str, recipient: bool, clock: Clock, retry_after: timedelta | None = None
+) -> Outcome:
     if item.attempts >= MAX_ATTEMPTS:
-        # The recipient's server kept deferring until we gave up: that is a soft bounce (L1).
-        return Outcome(status="failed", error=error, bounce="soft" if recipient else None, claim=item)
-    return Outcome(status="queued", error=error, retry_at=clock.now() + backoff(item.attempts), claim=item)
+        # The recipient's server kept deferring until we gave up: that is a soft bounce (L1), of
+        # an email only.
+        soft = recipient and item.channel == "email"
+        return Outcome(status="failed", error=error, bounce="soft" if soft else None, claim=item)
+    wait = backoff(item.attempts)
+    if retry_after is not None:  # the server's own "not before", within our longest wait
+        wait = max(wait, min(retry_after, MAX_RETRY))
+    return Outcome(status="queued", error=error, retry_at=clock.now() + wait, claim=item)
 
 
 # -- 3. record ---------------------------------------------------------------------------------------

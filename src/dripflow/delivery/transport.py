@@ -22,6 +22,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import Message
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -71,11 +72,21 @@ class TemporaryFailure(SendFailure):
 
     ``recipient`` says the recipient's server deferred this address (a 4xx on RCPT or DATA), as
     opposed to a problem on our side of the connection; only the former can become a soft bounce.
+    ``retry_after``: the server asked us to wait at least that long (an HTTP ``Retry-After``); the
+    outbox then waits that, or its own backoff if that is longer.
     """
 
-    def __init__(self, message: str, *, code: int | None = None, recipient: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        recipient: bool = False,
+        retry_after: timedelta | None = None,
+    ) -> None:
         super().__init__(message, code=code)
         self.recipient = recipient
+        self.retry_after = retry_after
 
 
 class PermanentFailure(SendFailure):
