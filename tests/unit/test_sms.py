@@ -98,7 +98,19 @@ def test_408_429_and_5xx_are_temporary(status: int) -> None:
     assert not caught.value.recipient  # never a soft bounce
 
 
-@pytest.mark.parametrize("status", [301, 400, 401, 403, 404, 410, 422])
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_signature_is_temporary_and_says_where_to_look(status: int) -> None:
+    """The two sides' secrets differ: retried, so that fixing the secret lets the queue drain."""
+    with pytest.raises(TemporaryFailure) as caught:
+        sms._classify(status, None, b"bad signature")
+    assert caught.value.code == status and not caught.value.recipient
+    assert str(caught.value) == (
+        f"the SMS gateway answered HTTP {status}: bad signature "
+        "(is delivery.sms.secret_env the secret the gateway checks?)"
+    )
+
+
+@pytest.mark.parametrize("status", [301, 400, 404, 410, 422])
 def test_other_answers_are_permanent_and_never_a_bounce(status: int) -> None:
     with pytest.raises(PermanentFailure) as caught:
         sms._classify(status, None, b"")

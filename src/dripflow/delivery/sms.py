@@ -11,9 +11,11 @@ the raw body>``, keyed with the variable ``secret_env`` names) and carries the m
 outcome was recorded sends it again when its lease runs out (docs/decisions.md, "Delivery"), and
 the gateway drops that duplicate by its id.
 
-Answers: ``2xx`` sent; ``408``, ``429``, ``5xx``, timeouts and connection errors are temporary
-(retried with the outbox's backoff, at least ``Retry-After``); any other answer is permanent, and
-the message is ``failed``. A refused SMS is never an email bounce: the contact is not blacklisted.
+Answers: ``2xx`` sent; ``401``, ``403`` (the gateway refuses our signature: the two sides' secrets
+differ, which fixing the secret cures), ``408``, ``429``, ``5xx``, timeouts and connection errors are
+temporary (retried with the outbox's backoff, at least ``Retry-After``); any other answer is
+permanent, and the message is ``failed``. A refused SMS is never an email bounce: the contact is
+not blacklisted.
 
 A recipient that is not an E.164 number is never sent (the message is ``failed``): numbers are
 normalised on entry (``core.addresses.normalize_phone``), but events may carry a contact's phone as
@@ -252,11 +254,16 @@ async def _read(response: httpx.Response) -> bytes:
 
 
 def _classify(status: int, retry_after: str | None, answer: bytes) -> None:
-    """Return on 2xx; else raise: temporary for 408, 429 and 5xx, permanent for anything else."""
+    """Return on 2xx; else raise: temporary for 401, 403, 408, 429 and 5xx, permanent for anything
+    else. 401/403 are our configuration, not the message (as SMTP authentication errors are): retried,
+    so that once the secrets agree the queue drains instead of every SMS having failed meanwhile."""
     if 200 <= status < 300:
         return
     detail = " ".join(answer[: _DETAIL * 4].decode("utf-8", "replace").split())[:_DETAIL]
     text = f"the SMS gateway answered HTTP {status}" + (f": {detail}" if detail else "")
+    if status in (401, 403):
+        text += " (is delivery.sms.secret_env the secret the gateway checks?)"
+        raise TemporaryFailure(text, code=status, retry_after=_wait(retry_after))
     if status in (408, 429) or status >= 500:
         raise TemporaryFailure(text, code=status, retry_after=_wait(retry_after))
     if 300 <= status < 400:
