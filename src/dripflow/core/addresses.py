@@ -178,6 +178,11 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
     Numbers without a leading ``+`` need ``default_region`` (an ISO country code such as ``US``).
     """
     candidate = raw.strip()
+    if default_region is None and not candidate.startswith("+"):
+        raise InvalidAddress(
+            f"invalid phone number {candidate!r}: write it in international form, + and the country "
+            "code first (such as +1 415 555 0100)"
+        )
     try:
         parsed = phonenumbers.parse(candidate, default_region)
     except phonenumbers.NumberParseException as exc:

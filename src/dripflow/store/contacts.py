@@ -22,6 +22,7 @@ from typing import Any, cast
 from sqlalchemy import Executable, Row, Table, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from dripflow.core.addresses import normalize_phone
 from dripflow.core.clock import Clock, SystemClock
 from dripflow.store.database import built_once, dialect_insert, is_postgresql
 from dripflow.store.events import AuditLog
@@ -68,8 +69,10 @@ def normalize_email(raw: str) -> str:
 class ContactData:
     """What a caller knows about a contact. ``None`` means "leave unchanged" on update.
 
-    * ``email`` is normalised on write. ``email_suggestion`` (SPEC L4) belongs to the address: it
-      is stored whenever ``email`` is given, and cleared when an email is given without one.
+    * ``email`` is normalised on write, and ``phone`` to E.164 (a number that cannot be is a
+      ``ValueError``: an event, a form and an import all store the one form an SMS gateway takes).
+    * ``email_suggestion`` (SPEC L4) belongs to the address: it is stored whenever ``email`` is
+      given, and cleared when an email is given without one.
     * ``address`` (keys ``line1 line2 city region postal_code country``) replaces the stored
       address as a whole: mixing two half addresses would print a wrong postcard.
     * ``fields`` is merged key by key into the stored custom fields; a key given as ``None``
@@ -118,6 +121,8 @@ def _merge(state: dict[str, Any], data: ContactData, email: str | None) -> bool:
         value = getattr(data, name)
         if value is not None:
             changes[name] = value
+    if data.phone is not None:  # E.164 whichever way the contact came (issue 5); idempotent
+        changes["phone"] = normalize_phone(data.phone)
     if data.address is not None:
         unknown = set(data.address) - set(ADDRESS_KEYS)
         if unknown:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from dripflow.core.clock import VirtualClock
 from dripflow.core.validate import load_workspace_text
@@ -36,7 +36,7 @@ from dripflow.delivery.outbox import MAX_ATTEMPTS, backoff, deliver_pending
 from dripflow.delivery.sms import SmsGatewayTransport
 from dripflow.delivery.transport import PermanentFailure, TemporaryFailure
 from dripflow.engine.eventfile import InputEvent
-from dripflow.engine.ingest_file import ingest_events
+from dripflow.engine.ingest_file import EventsRefused, ingest_events
 from dripflow.engine.scheduler import run_once
 from dripflow.engine.worker import WorkerStats, run_worker
 from dripflow.store.database import transaction
@@ -481,10 +481,13 @@ def test_l2_l3_a_queued_sms_to_a_blacklisted_or_unsubscribed_contact_is_canceled
 def test_a_recipient_not_in_e164_form_is_failed_and_never_sent(
     engine: Engine, gateway: Gateway, secret: str
 ) -> None:
-    """Phones are normalised to E.164 on entry, but an event's contact object keeps its phone as
-    written: such an SMS is `failed` with a clear error, and nothing is posted."""
+    """Phones are normalised to E.164 on entry, however they come; a phone that is not (stored by
+    an older version, or by hand in the database) makes an SMS that is `failed` with a clear
+    error, never posted."""
     _apply(engine, _workspace(gateway.url))
-    _subscribe(engine, {"email": "lo@x.test", "phone": "555-0100"}, CY)
+    _subscribe(engine, {"email": "lo@x.test", "phone": "+1 555 555 0100"}, CY)
+    with transaction(engine) as session:
+        session.execute(update(Contact).where(Contact.email == "lo@x.test").values(phone="555-0100"))
     _work(engine, VirtualClock(NOW))
     assert [(m.recipient, m.status, m.last_error) for m in _messages(engine)] == [
         (
@@ -587,3 +590,22 @@ def test_a_gateway_that_does_not_answer_in_time_is_a_temporary_failure(gateway: 
 
     with pytest.raises(TemporaryFailure, match="timed out"):
         asyncio.run(send())
+
+
+def test_an_events_phone_is_stored_in_e164_and_a_bad_one_is_refused_by_line(engine: Engine) -> None:
+    """Issue 5: phone numbers validated and normalised to E.164, from events as from forms and
+    imports; a number that cannot be is the event's error (FILE:LINE), and nothing of it applies."""
+    _apply(engine, _workspace("http://127.0.0.1:9/sms"))
+    _subscribe(engine, {"email": "uk@x.test", "phone": " +44 20 7946 0958 "})
+    assert _contact(engine, "uk@x.test").phone == "+442079460958"
+    with pytest.raises(EventsRefused) as refused:
+        _subscribe(engine, {"email": "us@x.test", "phone": "555-0100"})
+    assert refused.value.problems == [
+        (
+            1,
+            "contact: invalid phone number '555-0100': write it in international form, + and the "
+            "country code first (such as +1 415 555 0100)",
+        )
+    ]
+    with transaction(engine) as session:
+        assert session.scalars(select(Contact).where(Contact.email == "us@x.test")).first() is None
