@@ -61,6 +61,12 @@ def _sentence(record: dict[str, Any]) -> str:
     if kind == "contact.status":
         if reason == "created":
             return f"The contact was created (lead status {record['status']})."
+        if reason == "suppressed":  # its address was deleted while blacklisted or unsubscribed
+            state = "blacklisted" if record["status"] == "blacklisted" else "unsubscribed from everything"
+            return (
+                f"The contact was created {state}, as its address was when a contact with it was "
+                "deleted (a suppression: L2, L3)."
+            )
         return f"The contact's lead status became {record['status']}" + (f" ({reason})." if reason else ".")
     if kind == "automation.fired":
         return f"Automation '{record['automation']}' fired on {record['event']}."

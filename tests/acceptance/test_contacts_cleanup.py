@@ -234,3 +234,42 @@ def test_l5_says_what_is_missing_and_never_guesses(dripflow: Dripflow, db_url: s
     for result in (nothing, bad):
         assert_no_traceback(result)
     assert _emails(db_url) == EVERYONE
+
+
+def test_l5_a_deleted_blacklisting_or_unsubscribe_comes_back_with_the_address(
+    dripflow: Dripflow, db_url: str, tmp_path: Path
+) -> None:
+    """Deleting must not make a spam trap or an unsubscriber mailable again (L2, L3): the address
+    returning by an event or an import starts as it was left; a clean address starts clean."""
+    _setup(dripflow, db_url, tmp_path)
+    leave = '{"at": "2025-01-03T10:00:00Z", "type": "unsubscribed", "contact": "idle@x.test"}\n'
+    assert (
+        dripflow("events", "ingest", write(tmp_path / "leave.jsonl", leave), "--database", db_url).code == 0
+    )
+    plan = dripflow("contacts", "clean-up", "--blacklisted", "--inactive-for", "180d", "--database", db_url)
+    assert (
+        "  2 of them blacklisted or unsubscribed: their addresses stay suppressed, so if one comes back "
+        "(an import, a form) it is blacklisted or unsubscribed again"
+    ) in plan.lines("out")
+    applied = dripflow(
+        "contacts", "clean-up", "--blacklisted", "--inactive-for", "180d", "--apply", "--database", db_url
+    )
+    assert applied.lines("out")[-1] == "deleted 2 contact(s)"
+    assert _emails(db_url) == EVERYONE - {"idle@x.test", "trap@x.test"}
+
+    back = '{"type": "list.subscribed", "contact": "trap@x.test", "list": "newsletter"}\n'
+    assert dripflow("events", "ingest", write(tmp_path / "back.jsonl", back), "--database", db_url).code == 0
+    csv_file = write(tmp_path / "old.csv", "email,first_name\nidle@x.test,Idle\nnew@x.test,New\n")
+    assert dripflow("contacts", "import", csv_file, "--list", "newsletter", "--database", db_url).code == 0
+    with store(db_url) as session:
+        rows = {
+            row.email: (row.lead_status, row.lead_status_reason, row.unsubscribed_at is not None)
+            for row in session.scalars(select(Contact))
+        }
+    assert rows["trap@x.test"] == ("blacklisted", "spam trap", False)
+    assert rows["idle@x.test"] == ("active", None, True)  # on the list again, but unsubscribed (L3)
+    assert rows["new@x.test"] == ("active", None, False)
+    explained = dripflow("explain", "trap@x.test", "--database", db_url)
+    assert "The contact was created blacklisted, as its address was when a contact with it was deleted" in (
+        explained.out
+    )

@@ -148,9 +148,9 @@ def _print_plan(
         _out.print(
             f"  kept: {count} with a {protection} (L5; {flags[protection]} deletes them too)", markup=False
         )
-    if plan.forgets_unsubscribe:
+    if plan.suppressed:
         _out.print(
-            f"  note: {plan.forgets_unsubscribe} of them unsubscribed from everything; once deleted, an "
-            "import or a form that brings them back makes them mailable again",
+            f"  {plan.suppressed} of them blacklisted or unsubscribed: their addresses stay suppressed, "
+            "so if one comes back (an import, a form) it is blacklisted or unsubscribed again",
             markup=False,
         )

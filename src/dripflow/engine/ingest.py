@@ -158,7 +158,9 @@ def _contact_of(ctx: Ctx, event: dict[str, Any]) -> tuple[ContactView, Contact] 
         return fresh, row
     ctx.session.flush()  # gives the new row its id
     view = new_contact_view(row)
-    ctx.log("contact.status", view, status=row.lead_status, reason="created")
+    # A suppressed address (store.suppressions) starts as it was left when its contact was deleted.
+    restored = row.lead_status == "blacklisted" or row.unsubscribed_at is not None
+    ctx.log("contact.status", view, status=row.lead_status, reason="suppressed" if restored else "created")
     emit(ctx, "contact.created", row.id, {}, origin="event")
     return view, row
 

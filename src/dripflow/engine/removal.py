@@ -3,7 +3,8 @@
 A deleted contact's open enrollments are closed first, as ``canceled``, ``contact_deleted`` (SPEC
 §6), and journaled; its queued messages are canceled and the deletion is audited. Its lists, tags,
 facts and enrollments go with it (the database's cascade); the event log and the outbox keep their
-history.
+history; a blacklisting or a global unsubscribe stays with its address as a suppression
+(:mod:`dripflow.store.suppressions`).
 
 A clean-up (:func:`clean_up`) judges contacts page by page with :func:`dripflow.core.cleanup.judge`
 and, when asked to apply, deletes each page's targets in that page's transaction: a crash loses
@@ -29,6 +30,7 @@ from dripflow.store.cleanup import delete_contacts, find_candidates, with_open_e
 from dripflow.store.contacts import ContactRepo
 from dripflow.store.database import transaction
 from dripflow.store.events import AuditLog
+from dripflow.store.suppressions import remember
 from dripflow.store.tables import Contact, Message
 
 __all__ = ["PAGE_SIZE", "CleanupReport", "OnVerdict", "clean_up", "delete_contact"]
@@ -68,6 +70,7 @@ def delete_contact(ctx: Ctx, row: Contact, actor: str) -> tuple[list[str], int]:
     )
     ctx.flush_journal()
     ctx.session.flush()  # the enrollments' closing is written before the cascade removes them
+    remember(ctx.session, ctx.workspace_id, [row.id], ctx.now)  # a blacklisting outlives the row
     ContactRepo(ctx.session, ctx.workspace_id, clock=ctx.clock).delete(row)
     return left, canceled
 
@@ -81,8 +84,9 @@ class CleanupReport:
     """Contacts to delete (deleted, when applied) by why: ``blacklisted: REASON`` or ``inactive``."""
     kept: Counter[str] = field(default_factory=Counter)
     """Targets kept by L5, by what protects them: ``purchase`` or ``membership``."""
-    forgets_unsubscribe: int = 0
-    """Targets that unsubscribed from everything: deleted, that choice is forgotten with them."""
+    suppressed: int = 0
+    """Targets blacklisted or unsubscribed from everything: their addresses stay suppressed
+    (:mod:`dripflow.store.suppressions`), so they come back as they were."""
     deleted: int = 0
 
     @property
@@ -131,7 +135,7 @@ def clean_up(
                     else "inactive"
                 )
                 report.targets[why] += 1
-                report.forgets_unsubscribe += candidate.unsubscribed
+                report.suppressed += candidate.lead_status == "blacklisted" or candidate.unsubscribed
                 doomed.append((candidate, why))
             if apply and doomed:
                 report.deleted += _delete(session, workspace_id, clock, doomed, actor)
@@ -144,6 +148,7 @@ def _delete(
     now = clock.now()
     enrolled = with_open_enrollments(conn, workspace_id, [candidate.id for candidate, _ in doomed])
     bulk = [(c.id, c.email, why) for c, why in doomed if c.id not in enrolled]
+    remember(session, workspace_id, [contact_id for contact_id, _, _ in bulk], now)
     deleted = delete_contacts(conn, workspace_id, bulk, actor, now)
     if enrolled:
         ctx = Ctx(session, workspace_id, load_rules(session, workspace_id), clock)

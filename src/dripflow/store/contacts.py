@@ -26,6 +26,7 @@ from dripflow.core.addresses import normalize_phone
 from dripflow.core.clock import Clock, SystemClock
 from dripflow.store.database import built_once, dialect_insert, is_postgresql
 from dripflow.store.events import AuditLog
+from dripflow.store.suppressions import restore, restore_many
 from dripflow.store.tables import (
     ADDRESS_KEYS,
     LEAD_STATUSES,
@@ -281,6 +282,8 @@ class ContactRepo:
     def _create(self, data: ContactData, email: str | None, now: datetime) -> tuple[Contact, bool]:
         values = _new_contact_values(self.workspace_id, now)
         _merge(values, data, email)
+        if email is not None:  # an address deleted while blacklisted or unsubscribed stays so
+            restore(self._session.connection(), self.workspace_id, email, values)
         if not is_postgresql(self._session.get_bind().engine):
             # SQLite serialises writers (BEGIN IMMEDIATE): nobody can create the address meanwhile,
             # and a unit-of-work INSERT costs a third of an INSERT ... RETURNING entity (hot path).
@@ -482,6 +485,7 @@ class ContactRepo:
                 created += 1
 
         if new:
+            restore_many(self._session.connection(), self.workspace_id, new_by_email.items())
             self._session.execute(insert(table), new)
         if changed_ids:
             self._session.execute(
@@ -575,6 +579,8 @@ def _new_contact_values(workspace_id: str, now: datetime) -> dict[str, Any]:
         fields={},
         score=0,
         lead_status="inactive",
+        lead_status_reason=None,
+        unsubscribed_at=None,
         created_at=now,
         updated_at=now,
     )

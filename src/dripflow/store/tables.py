@@ -495,6 +495,25 @@ class ApiBroadcast(Base):
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class Suppression(Base):
+    """An address whose contact was deleted while blacklisted or unsubscribed from everything
+    (SPEC L2, L3, L5): a contact created later with that address starts as it was left, so that
+    deleting a contact never makes a complainer or a spam trap mailable again.
+
+    Only a SHA-256 of the normalised address is kept (:func:`dripflow.store.suppressions.address_hash`):
+    enough to recognise the address when it comes back, not to read it.
+    """
+
+    __tablename__ = "suppressions"
+    __table_args__ = (CheckConstraint("status IN ('blacklisted', 'unsubscribed')", name="status"),)
+
+    workspace_id: Mapped[str] = mapped_column(String, ForeignKey("workspaces.id"), primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String, primary_key=True)
+    status: Mapped[str] = mapped_column(String)
+    reason: Mapped[str | None] = mapped_column(String)
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class ApiKey(Base):
     """An API key (SPEC §10): only a hash of its secret is kept; ``prefix`` finds it, ``role`` is
     admin, write or read, and it sees one workspace only."""

@@ -177,6 +177,19 @@ def test_delete_cancels_open_enrollments_first_and_forgets_the_contact(shop: Api
         assert audit.target == f"contact:{ann['id']}" and audit.actor.startswith("api:")
 
 
+def test_a_contact_deleted_while_blacklisted_comes_back_blacklisted(shop: Api) -> None:
+    """L2: deleting a complainer must not make the address mailable again when it is re-created."""
+    with shop.client("write") as client:
+        eve = create(client, "eve@x.test")
+        event = {"type": "admin.contact.blacklist", "contact": "eve@x.test", "reason": "complaint"}
+        assert client.post("/v1/events", json=event).status_code == 200
+        assert client.delete(f"/v1/contacts/{eve['id']}").status_code == 200
+        back = client.post("/v1/contacts", json={"email": "EVE@x.test"})
+    assert back.status_code == 201, back.text
+    assert back.json()["id"] != eve["id"]
+    assert back.json()["lead_status"] == "blacklisted"
+
+
 def test_the_timeline_tells_the_contacts_history_in_time_order_a_page_at_a_time(shop: Api) -> None:
     with shop.client("write") as client:
         ann = create(client, "ann@x.test", first_name="Ann")

@@ -36,6 +36,7 @@ TABLES = {
     "webhook_deliveries",
     "broadcast_runs",
     "api_keys",
+    "suppressions",
     "api_broadcasts",
 }
 
@@ -64,7 +65,7 @@ def test_upgrade_creates_the_schema_from_nothing(empty_db_url: str) -> None:
     assert current_revision(empty_db_url) is None
     assert _tables(empty_db_url) == set()
     upgrade(empty_db_url)
-    assert current_revision(empty_db_url) == head_revision() == "0008"
+    assert current_revision(empty_db_url) == head_revision() == "0009"
     assert _tables(empty_db_url) == TABLES
 
 
