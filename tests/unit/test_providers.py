@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -144,6 +145,11 @@ def _mail(original: str | None = ORIGINAL_ID, *, in_headers: bool = False) -> di
     }
 
 
+def _feedback_id() -> str:
+    """SES gives each bounce and complaint its own feedbackId."""
+    return f"0100018e0a5e7f2a-{uuid.uuid4()}-000000"
+
+
 def ses_bounce(
     recipients: list[str],
     bounce_type: str = "Permanent",
@@ -151,12 +157,13 @@ def ses_bounce(
     original: str | None = ORIGINAL_ID,
     *,
     key: str = "notificationType",
+    feedback_id: str | None = None,
 ) -> dict[str, Any]:
     status = "5.1.1" if bounce_type == "Permanent" else "4.2.2"
     return {
         key: "Bounce",
         "bounce": {
-            "feedbackId": "0100018e0a5e7f2a-3b2c1d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e-000000",
+            "feedbackId": feedback_id or _feedback_id(),
             "bounceType": bounce_type,
             "bounceSubType": subtype,
             "bouncedRecipients": [
@@ -180,7 +187,7 @@ def ses_complaint(
     recipients: list[str], feedback: str | None = "abuse", original: str = ORIGINAL_ID
 ) -> dict[str, Any]:
     complaint: dict[str, Any] = {
-        "feedbackId": "0100018e0a5e9c1b-7a8b9c0d-2e3f-4a5b-9c6d-7e8f9a0b1c2d-000000",
+        "feedbackId": _feedback_id(),
         "complainedRecipients": [{"emailAddress": address} for address in recipients],
         "timestamp": "2026-03-02T09:00:04.000Z",
         "userAgent": "Yahoo!-Mail-Feedback/2.0",
@@ -258,8 +265,8 @@ def _events(ses: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_a_permanent_bounce_is_a_hard_bounce_per_recipient() -> None:
-    # SPEC D5, L1: Permanent → hard; one event per bounced recipient; D3: the id is SNS's
-    events = _events(ses_bounce(["Ann@X.test", "bob@x.test"]))
+    # SPEC D5, L1: Permanent → hard; one event per bounced recipient; D3: the id is SES's feedbackId
+    events = _events(ses_bounce(["Ann@X.test", "bob@x.test"], feedback_id="0100-feedback-1"))
     assert events == [
         {
             "type": "email.bounced",
@@ -271,7 +278,7 @@ def test_a_permanent_bounce_is_a_hard_bounce_per_recipient() -> None:
             "bounce_type": "Permanent",
             "bounce_subtype": "General",
             "provider": "ses",
-            "id": "ses:22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324:ann@x.test",
+            "id": "ses:0100-feedback-1:ann@x.test",
         },
         {
             "type": "email.bounced",
@@ -283,7 +290,7 @@ def test_a_permanent_bounce_is_a_hard_bounce_per_recipient() -> None:
             "bounce_type": "Permanent",
             "bounce_subtype": "General",
             "provider": "ses",
-            "id": "ses:22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324:bob@x.test",
+            "id": "ses:0100-feedback-1:bob@x.test",
         },
     ]
 
@@ -617,3 +624,21 @@ def test_the_workspace_names_the_sendgrid_key_by_variable_and_may_pin_sns_topics
     assert "public_key_env" in found["delivery.events.sendgrid.public_key"]
     assert "environment variable" in found["delivery.events.sendgrid.public_key"]
     assert "not an SNS topic ARN" in found["delivery.events.ses.topic_arns[0]"]
+
+
+def test_one_bounce_published_twice_has_one_id_and_a_bounce_without_feedback_id_takes_snss() -> None:
+    """D3: SES may publish one bounce through identity notifications and an event destination;
+    both carry its feedbackId, so it is applied once. Without one, the SNS MessageId is the key."""
+    twice = [
+        ses_bounce(["ann@x.test"], feedback_id="0100-same"),
+        ses_bounce(["ann@x.test"], key="eventType", feedback_id="0100-same"),
+    ]
+    ids = [
+        ses_events(read_envelope(body(sns_notification(one, f"sns-{n}")))).events[0]["id"]
+        for n, one in enumerate(twice)
+    ]
+    assert ids == ["ses:0100-same:ann@x.test"] * 2
+    bare = ses_bounce(["ann@x.test"])
+    del bare["bounce"]["feedbackId"]
+    [event] = ses_events(read_envelope(body(sns_notification(bare, "sns-9")))).events
+    assert event["id"] == "ses:sns-9:ann@x.test"

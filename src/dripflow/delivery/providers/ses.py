@@ -18,8 +18,10 @@ destination, the same under ``eventType``.
   ``auth-failure``: as for ARF reports, only ``abuse`` and ``fraud`` count — and, for SES, a
   complaint that gives no type, which is how most feedback loops arrive), anything else → none.
   ``message`` is the original Message-ID (``mail.commonHeaders.messageId``, else the Message-ID
-  among ``mail.headers``); ``id`` is ``ses:<SNS MessageId>:<recipient>``, the same when SNS
-  delivers the notification again.
+  among ``mail.headers``); ``id`` is ``ses:<feedbackId>:<recipient>``: SES's own id of the bounce
+  or complaint, the same when SNS delivers the notification again and when one SES account
+  publishes it through two routes (identity notifications and a configuration set's event
+  destination); a notification without one falls back on the SNS ``MessageId``.
 """
 
 from __future__ import annotations
@@ -265,15 +267,20 @@ def ses_events(envelope: SnsEnvelope) -> SesNotification:
         return SesNotification("other", [], "the SNS message is not an SES notification")
     mail = _object(body.get("mail"))
     original = _original_message_id(mail)
-    key = envelope.message_id
     if kind == "Bounce":
         bounce = _object(body.get("bounce"))
-        return SesNotification(kind, _bounces(bounce, original, key))
+        return SesNotification(kind, _bounces(bounce, original, _key(bounce, envelope)))
     if kind == "Complaint":
         complaint = _object(body.get("complaint"))
-        events, reason = _complaints(complaint, original, key)
+        events, reason = _complaints(complaint, original, _key(complaint, envelope))
         return SesNotification(kind, events, reason)
     return SesNotification(kind, [], f"an SES {kind} notification changes nothing")
+
+
+def _key(detail: dict[str, Any], envelope: SnsEnvelope) -> str:
+    """The idempotency key of a bounce or complaint (D3): SES's ``feedbackId``, else SNS's id."""
+    feedback = detail.get("feedbackId")
+    return feedback if isinstance(feedback, str) and feedback else envelope.message_id
 
 
 def _object(value: object) -> dict[str, Any]:
