@@ -5,8 +5,8 @@ Deleting a contact (one by hand, or many in a clean-up) first calls :func:`remem
 contact leaves ``blacklisted`` with its reason, one unsubscribed from everything leaves
 ``unsubscribed`` with when, anyone else clears what an earlier deletion of the address left. When
 a contact is created, :func:`restore` gives it that state back, so an old CSV imported again, or a
-form filled in by a spam trap, never makes a deleted complainer mailable. Lifting it is what
-lifting any blacklisting is: an explicit whitelisting (L2), or a new opt-in.
+form filled in by a spam trap, never makes a deleted complainer mailable. A restored blacklisting
+is lifted as any is, by an explicit whitelisting (L2); a restored unsubscribe stands as any does.
 
 Addresses are kept as a SHA-256 of their normalised form only: the row recognises the address
 when it returns, and tells nobody what it was.
