@@ -265,7 +265,7 @@ def preload_step_runs(ctx: Ctx, enrollment_ids: list[int]) -> None:
         ctx.step_runs[enrollment_id] = set()
     if not enrollment_ids:
         return
-    # Step runs are written as plain rows as they happen (steps._record): nothing to flush first.
+    ctx.write_deferred()  # step runs are deferred plain rows (steps._record), not ORM objects
     rows = ctx.session.connection().execute(_STEP_RUNS, {"ids": enrollment_ids})
     for enrollment_id, step_id, occurrence in rows:
         ctx.step_runs[enrollment_id].add((step_id, occurrence))
@@ -356,6 +356,7 @@ def open_enrollments(ctx: Ctx, contact_id: int, sequence_id: str | None = None) 
 
 def refresh_view(ctx: Ctx, contact_id: int) -> ContactView | None:
     """A fresh view of one contact, after the engine changed it."""
+    ctx.write_deferred()
     ctx.session.flush()
     return load_views(ctx.session, ctx.workspace_id, [contact_id]).get(contact_id)
 

@@ -94,6 +94,7 @@ def drain(ctx: Ctx) -> None:
     """Handle every queued event, including those its handling causes, until none is left."""
     from dripflow.engine.enrollments import refresh_view
 
+    ctx.write_deferred()  # what the events cause may read (or delete) anything the batch wrote
     handled = False
     while ctx.pending:
         event = ctx.pending.popleft()
