@@ -94,12 +94,13 @@ def drain(ctx: Ctx) -> None:
     """Handle every queued event, including those its handling causes, until none is left."""
     from dripflow.engine.enrollments import refresh_view
 
-    ctx.write_deferred()  # what the events cause may read (or delete) anything the batch wrote
     handled = False
     while ctx.pending:
         event = ctx.pending.popleft()
         if _unheard(ctx, event):
             continue
+        if not handled:
+            ctx.write_deferred()  # what the events cause may read (or delete) anything the batch wrote
         hint = event.view if not handled else None  # an earlier handler may have changed it
         handled = True
         contact = hint or refresh_view(ctx, event.contact_id)
