@@ -7,9 +7,10 @@ reads what they need from the store and writes what they decide, with a journal 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,6 +51,7 @@ __all__ = [
     "sync_lead_status",
     "timing_context",
     "timing_of",
+    "write_claimed",
 ]
 
 
@@ -256,6 +258,46 @@ def flush_enrollments(session: Session) -> None:
     changes (a contact's lead status) wait for the next flush (one flush fewer: hot path)."""
     if any(isinstance(item, Enrollment) for item in (*session.new, *session.dirty, *session.deleted)):
         session.flush()
+
+
+# What the scheduler changes in an enrollment it runs (the rest is set when it is made).
+_STATE_COLUMNS = frozenset(
+    {"open_key", "status", "reason", "next_step", "last_step", "base_at", "due_at", "step_due_at",
+     "wait_deadline", "paused_at", "mailbox", "loops", "runs", "finished_at", "closed_at"}
+)  # fmt: skip
+_ENROLLMENTS = cast(Table, Enrollment.__table__)
+_WRITE_STATE = update(_ENROLLMENTS).where(_ENROLLMENTS.c.id == bindparam("_id"))
+
+
+def write_claimed(ctx: Ctx, rows: list[Enrollment]) -> None:
+    """Write the new state of a batch's enrollments with one ``executemany`` per set of changed
+    columns (hot path: the unit of work's flush costs more than its statements), then let the
+    session forget them, as a flush would leave them clean. What the unit of work would write is
+    written: the columns the scheduler changed, as the object holds them (the claim's rows: locked
+    on PostgreSQL; SQLite has one writer). An enrollment with another change is left to the
+    session's flush."""
+    groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    written: list[Enrollment] = []
+    for row in rows:
+        state = inspect(row)
+        changed = state.committed_state
+        if not changed or not state.persistent or not _STATE_COLUMNS.issuperset(changed):
+            continue
+        held = state.dict
+        if not all(name in held for name in changed):  # expired meanwhile: the flush knows better
+            continue
+        names = tuple(sorted(changed))
+        values: dict[str, object] = {name: held[name] for name in names}
+        values["_id"] = row.id
+        groups.setdefault(names, []).append(values)
+        written.append(row)
+    if not written:
+        return
+    connection = ctx.session.connection()
+    for params in groups.values():
+        connection.execute(_WRITE_STATE, params[0] if len(params) == 1 else params)
+    for row in written:
+        ctx.session.expunge(row)
 
 
 def preload_step_runs(ctx: Ctx, enrollment_ids: list[int]) -> None:
