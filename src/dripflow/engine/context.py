@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Executable, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from dripflow.core.clock import Clock
@@ -248,6 +248,8 @@ class Ctx:
     # kept current as steps run, so scheduling the next step costs no query (see enrollments.ran).
     step_runs: dict[int, set[tuple[str, str]]] = field(default_factory=dict)
     _journal: list[dict[str, Any]] = field(default_factory=list)
+    # Rows whose write waits for the next read (see :meth:`defer`), per statement, in order.
+    _deferred: dict[Executable, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def now(self) -> datetime:
@@ -282,8 +284,36 @@ class Ctx:
             },
         )
 
+    def defer(self, statement: Executable, row: dict[str, Any]) -> None:
+        """Write ``row`` with ``statement`` later, together with the other rows it is given (one
+        ``executemany`` each, hot path: a step's run and message are two rows of a batch's two).
+
+        For INSERTs nothing in the batch reads back (step runs, outbox rows), in their order. Any
+        code that reads those tables within the transaction calls :meth:`write_deferred` first:
+        the scheduler's own reads (caps, frequency, earlier messages, step runs, views) and
+        anything else the engine does (cascades, actions), which goes through ``drain``,
+        ``refresh_view`` or :meth:`flush_journal`.
+        """
+        rows = self._deferred.get(statement)
+        if rows is None:
+            self._deferred[statement] = [row]
+        else:
+            rows.append(row)
+
+    def write_deferred(self) -> None:
+        """Write the rows :meth:`defer` holds, one statement per kind."""
+        if not self._deferred:
+            return
+        deferred, self._deferred = self._deferred, {}
+        connection = self.session.connection()
+        for statement, rows in deferred.items():
+            # One row is a plain execute: an executemany of one goes through the batching machinery.
+            connection.execute(statement, rows[0] if len(rows) == 1 else rows)
+
     def flush_journal(self) -> None:
-        """Write the buffered journal records in one multi-row INSERT, in the order they were logged."""
+        """Write the buffered journal records in one multi-row INSERT, in the order they were logged
+        (and the deferred rows before them)."""
+        self.write_deferred()
         if self._journal:
             # Plain Core on the session's connection (hot path); its contacts are written first.
             self.session.flush()

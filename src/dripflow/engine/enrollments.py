@@ -7,9 +7,10 @@ reads what they need from the store and writes what they decide, with a journal 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,6 +51,7 @@ __all__ = [
     "sync_lead_status",
     "timing_context",
     "timing_of",
+    "write_claimed",
 ]
 
 
@@ -258,6 +260,46 @@ def flush_enrollments(session: Session) -> None:
         session.flush()
 
 
+# What the scheduler changes in an enrollment it runs (the rest is set when it is made).
+_STATE_COLUMNS = frozenset(
+    {"open_key", "status", "reason", "next_step", "last_step", "base_at", "due_at", "step_due_at",
+     "wait_deadline", "paused_at", "mailbox", "loops", "runs", "finished_at", "closed_at"}
+)  # fmt: skip
+_ENROLLMENTS = cast(Table, Enrollment.__table__)
+_WRITE_STATE = update(_ENROLLMENTS).where(_ENROLLMENTS.c.id == bindparam("_id"))
+
+
+def write_claimed(ctx: Ctx, rows: list[Enrollment]) -> None:
+    """Write the new state of a batch's enrollments with one ``executemany`` per set of changed
+    columns (hot path: the unit of work's flush costs more than its statements), then let the
+    session forget them, as a flush would leave them clean. What the unit of work would write is
+    written: the columns the scheduler changed, as the object holds them (the claim's rows: locked
+    on PostgreSQL; SQLite has one writer). An enrollment with another change is left to the
+    session's flush."""
+    groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    written: list[Enrollment] = []
+    for row in rows:
+        state = inspect(row)
+        changed = state.committed_state
+        if not changed or not state.persistent or not _STATE_COLUMNS.issuperset(changed):
+            continue
+        held = state.dict
+        if not all(name in held for name in changed):  # expired meanwhile: the flush knows better
+            continue
+        names = tuple(sorted(changed))
+        values: dict[str, object] = {name: held[name] for name in names}
+        values["_id"] = row.id
+        groups.setdefault(names, []).append(values)
+        written.append(row)
+    if not written:
+        return
+    connection = ctx.session.connection()
+    for params in groups.values():
+        connection.execute(_WRITE_STATE, params[0] if len(params) == 1 else params)
+    for row in written:
+        ctx.session.expunge(row)
+
+
 def preload_step_runs(ctx: Ctx, enrollment_ids: list[int]) -> None:
     """Load the step runs of a whole claimed batch in one query (no round trip per step)."""
     enrollment_ids = [item for item in enrollment_ids if item not in ctx.step_runs]
@@ -265,7 +307,7 @@ def preload_step_runs(ctx: Ctx, enrollment_ids: list[int]) -> None:
         ctx.step_runs[enrollment_id] = set()
     if not enrollment_ids:
         return
-    # Step runs are written as plain rows as they happen (steps._record): nothing to flush first.
+    ctx.write_deferred()  # step runs are deferred plain rows (steps._record), not ORM objects
     rows = ctx.session.connection().execute(_STEP_RUNS, {"ids": enrollment_ids})
     for enrollment_id, step_id, occurrence in rows:
         ctx.step_runs[enrollment_id].add((step_id, occurrence))
@@ -356,6 +398,7 @@ def open_enrollments(ctx: Ctx, contact_id: int, sequence_id: str | None = None) 
 
 def refresh_view(ctx: Ctx, contact_id: int) -> ContactView | None:
     """A fresh view of one contact, after the engine changed it."""
+    ctx.write_deferred()
     ctx.session.flush()
     return load_views(ctx.session, ctx.workspace_id, [contact_id]).get(contact_id)
 

@@ -20,7 +20,7 @@ from dripflow.store.database import built_once, dialect_insert
 from dripflow.store.tables import Enrollment, Message
 from dripflow.tracking.tokens import tracking_path
 
-__all__ = ["insert_messages", "link_url", "message_row", "open_url", "unsubscribe_url"]
+__all__ = ["defer_message", "insert_messages", "link_url", "message_row", "open_url", "unsubscribe_url"]
 
 
 def _base_url(ctx: Ctx) -> str:
@@ -111,6 +111,19 @@ def insert_messages(ctx: Ctx, rows: list[dict[str, Any]]) -> set[str]:
     # One row is a plain execute: an executemany of one goes through the batching machinery.
     parameters: dict[str, Any] | list[dict[str, Any]] = rows[0] if len(rows) == 1 else rows
     return set(connection.execute(built_once(ctx.session, _insert_statement), parameters).scalars())
+
+
+def defer_message(ctx: Ctx, row: dict[str, Any]) -> None:
+    """Queue one message with the batch's others (:meth:`Ctx.defer`: one ``executemany`` for the
+    batch, hot path), a key that exists already left as it is (D3), as :func:`insert_messages`."""
+    ctx.defer(built_once(ctx.session, _insert_ignoring), row)
+
+
+def _insert_ignoring(session: Session) -> Executable:
+    table = cast(Table, Message.__table__)
+    return dialect_insert(session, table).on_conflict_do_nothing(
+        index_elements=[table.c.workspace_id, table.c.key]
+    )
 
 
 def _insert_statement(session: Session) -> Executable:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from dripflow.core.clock import Clock
 from dripflow.engine.context import Ctx, load_rules
-from dripflow.engine.enrollments import flush_enrollments, preload_step_runs
+from dripflow.engine.enrollments import flush_enrollments, preload_step_runs, write_claimed
 from dripflow.engine.steps import Caps, run_enrollment
 from dripflow.engine.triggers import drain
 from dripflow.store.database import is_postgresql, transaction
@@ -81,6 +81,7 @@ def run_due(ctx: Ctx, batch_size: int = BATCH_SIZE) -> int:
         run_enrollment(ctx, row, contact, caps)
         if ctx.pending:
             drain(ctx)
+    write_claimed(ctx, rows)
     ctx.session.flush()
     ctx.flush_journal()
     return len(rows)

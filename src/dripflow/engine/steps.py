@@ -55,7 +55,7 @@ from dripflow.engine.enrollments import (
     timing_context,
     timing_of,
 )
-from dripflow.engine.messages import insert_messages, link_url, message_row, open_url, unsubscribe_url
+from dripflow.engine.messages import defer_message, link_url, message_row, open_url, unsubscribe_url
 from dripflow.engine.triggers import emit
 from dripflow.store.tables import Enrollment, Fulfillment, Message, StepRun, Task
 
@@ -75,6 +75,7 @@ class Caps:
         start, end = local_day_bounds(ctx.now, zone)
         known = self.days.get(mailbox)
         if known is None or known[0] != start:
+            ctx.write_deferred()  # the batch's messages so far count
             count = ctx.session.scalar(
                 select(func.count())
                 .select_from(Message)
@@ -218,9 +219,9 @@ def _record(
 ) -> None:
     row.runs += 1
     note_step_run(ctx, row, step.id, occurrence)
-    # Plain Core on the session's connection (hot path: one per step): its enrollment and contact
-    # rows already exist, and anything that reads step runs later in the transaction sees it.
-    ctx.session.connection().execute(
+    # Plain Core, written with the batch's others (Ctx.defer, hot path): its enrollment and contact
+    # rows already exist, and whatever reads step runs later in the transaction writes them first.
+    ctx.defer(
         _STEP_RUN_INSERT,
         {
             "workspace_id": ctx.workspace_id,
@@ -299,6 +300,7 @@ def _held(
     if isinstance(step, EmailStep):
         frequency = ctx.workspace.ruleset.frequency
         if frequency is not None:
+            ctx.write_deferred()  # the batch's messages so far count
             sent = list(
                 ctx.session.scalars(
                     select(Message.created_at).where(
@@ -395,6 +397,7 @@ def _send_email(
         return _block(ctx, row, contact, "render_error")
     subject, in_reply_to = rendered.subject, None
     if step.reply_to_previous:  # D6
+        ctx.write_deferred()  # the previous message may be this batch's
         previous = ctx.session.execute(
             select(Message.subject, Message.message_id)
             .where(
@@ -409,28 +412,26 @@ def _send_email(
             base_subject = previous[0] or ""
             subject = base_subject if base_subject.lower().startswith("re:") else f"Re: {base_subject}"
             in_reply_to = previous[1]
-    insert_messages(
+    defer_message(
         ctx,
-        [
-            message_row(
-                ctx,
-                key=key,
-                contact=contact,
-                enrollment=row,
-                step_id=step.id,
-                channel="email",
-                recipient=contact.email,
-                sender=mailbox.from_,
-                mailbox=mailbox_id,
-                template=template_id,
-                variant=template_id if variant is not None else None,
-                subject=subject,
-                text=rendered.text,
-                html=rendered.html,
-                in_reply_to=in_reply_to,
-                domain=_domain(mailbox.from_),
-            )
-        ],
+        message_row(
+            ctx,
+            key=key,
+            contact=contact,
+            enrollment=row,
+            step_id=step.id,
+            channel="email",
+            recipient=contact.email,
+            sender=mailbox.from_,
+            mailbox=mailbox_id,
+            template=template_id,
+            variant=template_id if variant is not None else None,
+            subject=subject,
+            text=rendered.text,
+            html=rendered.html,
+            in_reply_to=in_reply_to,
+            domain=_domain(mailbox.from_),
+        ),
     )
     caps.count(mailbox_id) if mailbox_id in caps.days else None
     ctx.log(
@@ -461,28 +462,26 @@ def _send_sms(ctx: Ctx, row: Enrollment, step: SmsStep, contact: ContactView, oc
         return _block(ctx, row, contact, f"template_variable:{exc.path}")
     except RenderFailure:
         return _block(ctx, row, contact, "render_error")
-    insert_messages(
+    defer_message(
         ctx,
-        [
-            message_row(
-                ctx,
-                key=key,
-                contact=contact,
-                enrollment=row,
-                step_id=step.id,
-                channel="sms",
-                recipient=contact.phone,
-                sender=step.from_,
-                mailbox=None,
-                template=step.template,
-                variant=None,
-                subject=None,
-                text=rendered.text,
-                html=None,
-                in_reply_to=None,
-                domain="sms.invalid",
-            )
-        ],
+        message_row(
+            ctx,
+            key=key,
+            contact=contact,
+            enrollment=row,
+            step_id=step.id,
+            channel="sms",
+            recipient=contact.phone,
+            sender=step.from_,
+            mailbox=None,
+            template=step.template,
+            variant=None,
+            subject=None,
+            text=rendered.text,
+            html=None,
+            in_reply_to=None,
+            domain="sms.invalid",
+        ),
     )
     ctx.log(
         "message.sent",
@@ -617,6 +616,7 @@ def _rule(
                 close(ctx, row, contact, "completed", reason)
                 return contact
             case _:
+                ctx.write_deferred()  # an action may read (or delete) anything
                 apply_action(ctx, contact, action, by=f"step:{row.sequence_id}.{step.id}", depth=0)
                 contact = refresh_view(ctx, contact.id) or contact
                 if row.open_key is None:

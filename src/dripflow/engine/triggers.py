@@ -99,6 +99,8 @@ def drain(ctx: Ctx) -> None:
         event = ctx.pending.popleft()
         if _unheard(ctx, event):
             continue
+        if not handled:
+            ctx.write_deferred()  # what the events cause may read (or delete) anything the batch wrote
         hint = event.view if not handled else None  # an earlier handler may have changed it
         handled = True
         contact = hint or refresh_view(ctx, event.contact_id)
