@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Executable, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dripflow.core.contact_view import ContactView
@@ -119,20 +120,19 @@ def defer_message(ctx: Ctx, row: dict[str, Any]) -> None:
     ctx.defer(built_once(ctx.session, _insert_ignoring), row)
 
 
-def _insert_ignoring(session: Session) -> Executable:
-    table = cast(Table, Message.__table__)
-    return dialect_insert(session, table).on_conflict_do_nothing(
-        index_elements=[table.c.workspace_id, table.c.key]
+_MESSAGES = cast(Table, Message.__table__)
+
+
+def _insert_ignoring(session: Session) -> postgresql.Insert | sqlite.Insert:
+    """INSERT a message unless its key exists already (D3/B3)."""
+    return dialect_insert(session, _MESSAGES).on_conflict_do_nothing(
+        index_elements=[_MESSAGES.c.workspace_id, _MESSAGES.c.key]
     )
 
 
 def _insert_statement(session: Session) -> Executable:
-    table = cast(Table, Message.__table__)
-    return (
-        dialect_insert(session, table)
-        .on_conflict_do_nothing(index_elements=[table.c.workspace_id, table.c.key])
-        .returning(table.c.key)
-    )
+    """:func:`_insert_ignoring`, telling which keys it inserted."""
+    return _insert_ignoring(session).returning(_MESSAGES.c.key)
 
 
 def _initial_status(ctx: Ctx, channel: str) -> str:

@@ -19,19 +19,19 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from dripflow.core.cleanup import Candidate, CleanupRequest, Verdict, judge
 from dripflow.core.clock import Clock
 from dripflow.engine.context import Ctx, load_rules
 from dripflow.engine.enrollments import open_enrollments, refresh_view, set_status
-from dripflow.store.cleanup import delete_contacts, find_candidates, with_open_enrollments
+from dripflow.store.cleanup import cancel_queued, delete_contacts, find_candidates, with_open_enrollments
 from dripflow.store.contacts import ContactRepo
 from dripflow.store.database import transaction
 from dripflow.store.events import AuditLog
 from dripflow.store.suppressions import remember
-from dripflow.store.tables import Contact, Message
+from dripflow.store.tables import Contact
 
 __all__ = ["PAGE_SIZE", "CleanupReport", "OnVerdict", "clean_up", "delete_contact"]
 
@@ -50,17 +50,7 @@ def delete_contact(ctx: Ctx, row: Contact, actor: str) -> tuple[list[str], int]:
             enrollment.due_at = None
             set_status(ctx, enrollment, view, "canceled", "contact_deleted")
             left.append(enrollment.sequence_id)
-    stopped = ctx.session.execute(
-        update(Message)
-        .where(
-            Message.workspace_id == ctx.workspace_id,
-            Message.contact_id == row.id,
-            Message.status == "queued",
-        )
-        .values(status="canceled", last_error="the contact was deleted")
-        .execution_options(synchronize_session=False)
-    )
-    canceled = int(getattr(stopped, "rowcount", 0) or 0)
+    canceled = cancel_queued(ctx.session.connection(), ctx.workspace_id, [row.id])
     AuditLog(ctx.session, ctx.workspace_id).record(
         actor,
         "contact.deleted",

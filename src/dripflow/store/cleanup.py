@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, false, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, update
 
 from dripflow.core.cleanup import Candidate, CleanupRequest
 from dripflow.core.contact_view import OPEN_STATUSES
 from dripflow.store.tables import AuditEntry, Contact, Enrollment, Event, Fact, Message
 
-__all__ = ["delete_contacts", "find_candidates", "with_open_enrollments"]
+__all__ = ["cancel_queued", "delete_contacts", "find_candidates", "with_open_enrollments"]
 
 _C = Contact.__table__.c
 _F = Fact.__table__.c
@@ -59,7 +59,7 @@ def find_candidates(
             bought.label("bought"),
             member.label("member"),
         )
-        .where(_C.workspace_id == workspace_id, _C.id > after_id, or_(false(), *wanted))
+        .where(_C.workspace_id == workspace_id, _C.id > after_id, or_(*wanted))
         .order_by(_C.id)
         .limit(limit)
     )
@@ -98,6 +98,20 @@ def with_open_enrollments(conn: Connection, workspace_id: str, contact_ids: Sequ
     )
 
 
+def cancel_queued(conn: Connection, workspace_id: str, contact_ids: Sequence[int]) -> int:
+    """Cancel the queued messages of contacts about to be deleted; returns how many."""
+    result = conn.execute(
+        update(Message)
+        .where(
+            Message.workspace_id == workspace_id,
+            Message.contact_id.in_(contact_ids),
+            Message.status == "queued",
+        )
+        .values(status="canceled", last_error="the contact was deleted")
+    )
+    return int(result.rowcount or 0)
+
+
 def delete_contacts(
     conn: Connection,
     workspace_id: str,
@@ -112,11 +126,7 @@ def delete_contacts(
     if not doomed:
         return 0
     ids = [contact_id for contact_id, _email, _why in doomed]
-    conn.execute(
-        update(Message)
-        .where(Message.workspace_id == workspace_id, Message.contact_id.in_(ids), Message.status == "queued")
-        .values(status="canceled", last_error="the contact was deleted")
-    )
+    cancel_queued(conn, workspace_id, ids)
     conn.execute(
         insert(AuditEntry),
         [
